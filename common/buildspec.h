@@ -1,0 +1,65 @@
+// The CodeBuild buildspec model and its parser (reference/aws-semantics.md §1; CodeBuild
+// build-spec-ref "Buildspec syntax"). Pure functions; thread-safe.
+#ifndef KILN_COMMON_BUILDSPEC_H_
+#define KILN_COMMON_BUILDSPEC_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kiln::common {
+
+// One of phases.install / pre_build / build / post_build.
+struct BuildspecPhase {
+  std::vector<std::string> commands;
+  std::vector<std::string> finally;
+  // Empty: inherit the top-level run-as (empty = the agent's user).
+  std::string run_as;
+  // Empty (default transitions), "ABORT", "CONTINUE", "RETRY", "RETRY-<n>", "RETRY-<regex>",
+  // "RETRY-<n>-<regex>" as written (validated, case-insensitive keyword).
+  std::string on_failure;
+  // install only: runtime -> version, in file order.
+  std::vector<std::pair<std::string, std::string>> runtime_versions;
+  // 1-based line of the phase key in the file (for messages).
+  int line = 0;
+};
+
+struct Buildspec {
+  // "0.1" or "0.2". In 0.1 every command runs in a fresh shell.
+  std::string version;
+  // Top-level run-as; empty = agent's user.
+  std::string run_as;
+  // env.shell: "" (default /bin/sh per CodeBuild; Kiln runs bash unless "/bin/sh" is given), "bash",
+  // "/bin/sh".
+  std::string shell;
+  // env.variables in file order; values are literal (never expanded).
+  std::vector<std::pair<std::string, std::string>> variables;
+  // env.parameter-store: variable NAME -> parameter name, in file order.
+  std::vector<std::pair<std::string, std::string>> parameter_store;
+  // env.secrets-manager: NAME -> "secret-id[:json-key[:version-stage[:version-id]]]".
+  std::vector<std::pair<std::string, std::string>> secrets_manager;
+  std::vector<std::string> exported_variables;
+  bool git_credential_helper = false;
+  // Phases present in the file. An absent phase does nothing and succeeds.
+  std::optional<BuildspecPhase> install, pre_build, build, post_build;
+  // Keys that were parsed and validated but that Kiln does not honour yet (for example `artifacts`,
+  // `cache`, `reports`, `batch`, `proxy`), each as a ready-to-log sentence naming file, line and key.
+  std::vector<std::string> warnings;
+};
+
+// Parses and validates buildspec YAML. `file_name` is used in messages only (for example
+// "buildspec.yml"). Errors: INVALID_ARGUMENT with a message of the form
+//   "<file>:<line>:<col>: <key path>: <what is wrong and how to fix it>"
+// e.g. "buildspec.yml:7:5: phases.biuld: unknown phase 'biuld'; allowed phases are install, pre_build,
+// build, post_build", or a YAML syntax error with its position (and the hint to quote commands that
+// contain ': ').
+absl::StatusOr<Buildspec> ParseBuildspec(std::string_view yaml_text, std::string_view file_name);
+
+}  // namespace kiln::common
+
+#endif  // KILN_COMMON_BUILDSPEC_H_

@@ -1,0 +1,72 @@
+// Durable key-value state of the coordinator. Every durable change is one atomic batch, and callers
+// act on a change only after Write() returned OK (so that an etcd transaction can replace RocksDB's
+// WriteBatch in HA mode without changing callers).
+//
+// Key space (all keys are printable ASCII; numbers zero-padded to sort):
+//   project/<name>                 kiln.v1.Project
+//   build/<id>                     kiln.v1.Build
+//   build-by-project/<project>/<build_number:020>   build id
+//   queue/<queue_seq:020>          build id of a QUEUED build
+//   counter/<name>                 decimal int64
+//   param/<name>                   kiln.coordinator.StoredParameter (params/)
+//   agent/<id>                     kiln.v1.AgentInfo
+//   log/<build id>                 log index (logs/)
+//
+// Implementations are thread-safe. A failed write makes the store fail every later write with the same
+// error (sticky, like leveldb's bg_error_): the coordinator must not act on state it could not persist.
+#ifndef KILN_COORDINATOR_STORE_STORE_H_
+#define KILN_COORDINATOR_STORE_STORE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kiln::coordinator {
+
+// An ordered list of puts and deletes applied atomically by Store::Write.
+class WriteBatch {
+ public:
+  struct Op {
+    bool is_delete;
+    std::string key;
+    std::string value;
+  };
+  void Put(std::string_view key, std::string_view value) {
+    ops_.push_back({false, std::string(key), std::string(value)});
+  }
+  void Delete(std::string_view key) { ops_.push_back({true, std::string(key), {}}); }
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The value of `key`, or nullopt if absent. Errors: the store's sticky error; DataLoss / Internal
+  // from the engine.
+  virtual absl::StatusOr<std::optional<std::string>> Get(std::string_view key) = 0;
+
+  // Applies every op of `batch` or none. Durable against a crash of this process once it returns OK
+  // (RocksDB WAL; with Options::sync also against power loss). Errors: Internal/DataLoss/Unavailable
+  // from the engine; after one failure every later call returns that error.
+  virtual absl::Status Write(const WriteBatch& batch) = 0;
+
+  // Key/value pairs whose key starts with `prefix`, in ascending key order (descending if `reverse`),
+  // at most `limit` of them (0 = no limit).
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
+      std::string_view prefix, size_t limit = 0, bool reverse = false) = 0;
+};
+
+}  // namespace kiln::coordinator
+
+#endif  // KILN_COORDINATOR_STORE_STORE_H_
