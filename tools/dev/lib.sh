@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared helpers for tools/dev/*.sh. Source it; do not execute it.
 #
 # Environment knobs (all optional):

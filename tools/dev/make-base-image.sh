@@ -29,10 +29,11 @@ command -v debootstrap >/dev/null || die "debootstrap not found; run tools/dev/i
 # interrupted run) before we delete it.
 umount_rootfs() {
   local m
-  findmnt -rn -o TARGET | grep -F "$ROOTFS/" | sort -r | while read -r m; do
-    log "base image: unmounting leftover $m"
-    umount -l "$m" || true
-  done
+  { findmnt -rn -o TARGET || true; } | { grep -F "$ROOTFS/" || true; } | sort -r |
+    while read -r m; do
+      log "base image: unmounting leftover $m"
+      umount -l "$m" || true
+    done
 }
 
 if [[ -f "$DONE_MARK" && -x "$ROOTFS/usr/bin/python3" ]]; then

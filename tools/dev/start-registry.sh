@@ -85,6 +85,7 @@ if [[ -s "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
 else
   log "registry: starting /usr/bin/docker-registry on ${REGISTRY_HOST} (log $LOGFILE)"
   # bash -c writes its own pid then execs, so the pidfile holds the registry's pid.
+  # shellcheck disable=SC2016
   setsid bash -c 'echo $$ >"$1"; exec /usr/bin/docker-registry serve "$2"' _ "$PIDFILE" "$CONFIG" \
     >>"$LOGFILE" 2>&1 </dev/null &
 fi
