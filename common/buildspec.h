@@ -34,7 +34,8 @@ struct Buildspec {
   std::string version;
   // Top-level run-as; empty = agent's user.
   std::string run_as;
-  // env.shell: "" (default /bin/sh per CodeBuild; Kiln runs bash unless "/bin/sh" is given), "bash",
+  // env.shell: "" (default /bin/sh per CodeBuild; Kiln runs bash unless "/bin/sh" is given),
+  // "bash",
   // "/bin/sh".
   std::string shell;
   // env.variables in file order; values are literal (never expanded).
@@ -47,18 +48,33 @@ struct Buildspec {
   bool git_credential_helper = false;
   // Phases present in the file. An absent phase does nothing and succeeds.
   std::optional<BuildspecPhase> install, pre_build, build, post_build;
-  // Keys that were parsed and validated but that Kiln does not honour yet (for example `artifacts`,
-  // `cache`, `reports`, `batch`, `proxy`), each as a ready-to-log sentence naming file, line and key.
+  // Keys that were parsed and validated but that Kiln does not honour yet (`artifacts`, `cache`,
+  // `reports`, `batch`, `proxy`, `env.secrets-manager`, `env.git-credential-helper: yes`), each as
+  // a ready-to-log sentence naming file, line and key, e.g. "buildspec.yml:20:1: artifacts:
+  // accepted but not yet supported by Kiln; no artifacts will be uploaded". Everything else in this
+  // struct is for the executor to act on (run-as, on-failure including RETRY forms, finally,
+  // runtime-versions).
   std::vector<std::string> warnings;
 };
 
 // Parses and validates buildspec YAML. `file_name` is used in messages only (for example
 // "buildspec.yml"). Errors: INVALID_ARGUMENT with a message of the form
 //   "<file>:<line>:<col>: <key path>: <what is wrong and how to fix it>"
-// e.g. "buildspec.yml:7:5: phases.biuld: unknown phase 'biuld'; allowed phases are install, pre_build,
-// build, post_build", or a YAML syntax error with its position (and the hint to quote commands that
-// contain ': ').
+// e.g. "buildspec.yml:7:5: phases.biuld: unknown phase 'biuld'; allowed phases are install,
+// pre_build, build, post_build", or a YAML syntax error with its position (and the hint to quote
+// commands that contain ': ').
 absl::StatusOr<Buildspec> ParseBuildspec(std::string_view yaml_text, std::string_view file_name);
+
+// True if `name` can be an environment variable a user defines (buildspec env.*, project
+// environment): a shell name [A-Za-z_][A-Za-z0-9_]* that does not start with the reserved
+// "CODEBUILD_" prefix (reference §1.4, §1.12).
+bool IsValidEnvironmentVariableName(std::string_view name);
+
+// True if `name` is a valid parameter-store name (modelled on SSM Parameter Store): 1..2048
+// characters of [A-Za-z0-9_.-/]; a name containing '/' must start with '/', with no empty, "." or
+// ".." component and no trailing '/'. Examples: "db-password",
+// "/flask-app/docker-credentials/username".
+bool IsValidParameterName(std::string_view name);
 
 }  // namespace kiln::common
 

@@ -1,0 +1,495 @@
+// project.yaml <-> kiln.v1.Project. Field rules live in the Check* functions, shared by the YAML
+// parser (which reports file:line:col and the YAML key) and ValidateProject (proto field names).
+#include "common/project_yaml.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/buildspec.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+
+namespace kiln::common {
+namespace {
+
+using ::absl::StrCat;
+
+constexpr int kDefaultTimeoutMinutes = 60;
+constexpr int kDefaultQueuedTimeoutMinutes = 480;
+constexpr size_t kMaxLabelBytes = 128;
+
+bool HasControlChar(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+// ---- field rules: "" when acceptable, else the problem ----
+
+std::string CheckName(const std::string& name) {
+  if (name.empty()) return "missing; give the project a name such as flask-app";
+  if (!IsValidProjectName(name)) {
+    return StrCat("'", name,
+                  "' is not a valid project name; use 2..255 characters of "
+                  "A-Z a-z 0-9 _ - (reference §1.13)");
+  }
+  return "";
+}
+
+std::string CheckSourceType(const std::string& type) {
+  if (type.empty()) return "missing; set it to git";
+  if (type != "git") return StrCat("'", type, "' is not supported; the only source type is git");
+  return "";
+}
+
+std::string CheckLocation(const std::string& location) {
+  if (location.empty()) return "missing; give a git URL or the path of a git repository";
+  if (HasControlChar(location)) return "contains control characters";
+  return "";
+}
+
+// The rules of `git check-ref-format` that apply to a branch name.
+std::string CheckBranch(const std::string& branch) {
+  if (branch.empty()) return "empty; give a branch name such as main";
+  bool bad = HasControlChar(branch) || branch == "@" || branch[0] == '-' ||
+             branch.find_first_of(" ~^:?*[\\") != std::string::npos ||
+             absl::StrContains(branch, "..") || absl::StrContains(branch, "@{") ||
+             absl::EndsWith(branch, ".") || absl::EndsWith(branch, ".lock");
+  for (absl::string_view part : absl::StrSplit(branch, '/')) {
+    if (part.empty() || part[0] == '.') bad = true;
+  }
+  if (bad)
+    return StrCat("'", branch, "' is not a valid git branch name (see git check-ref-format)");
+  return "";
+}
+
+std::string CheckBuildspecPath(const std::string& path) {
+  if (path.empty()) return "empty; give the path of the buildspec, such as buildspec.yml";
+  if (HasControlChar(path)) return "contains control characters";
+  if (path[0] == '/') {
+    return StrCat("'", path, "' must be relative to the source root, such as buildspec.yml");
+  }
+  if (path.back() == '/') return StrCat("'", path, "' names a directory, not a file");
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "..") return StrCat("'", path, "' must stay inside the source: no '..' components");
+  }
+  return "";
+}
+
+std::string CheckLimit(int64_t limit) {
+  if (limit < 0) return StrCat(limit, " is negative; use 0 for no limit or a positive number");
+  return "";
+}
+
+std::string CheckRange(int64_t value, int64_t lo, int64_t hi) {
+  if (value != 0 && (value < lo || value > hi)) {
+    return StrCat(value, " is outside ", lo, "..", hi, " (0 means the default)");
+  }
+  return "";
+}
+
+std::string CheckLabelKey(const std::string& key) {
+  if (key.empty()) return "label keys must not be empty";
+  if (key.size() > kMaxLabelBytes) {
+    return StrCat("label key '", key.substr(0, 20), "...' is longer than 128 bytes");
+  }
+  return "";
+}
+
+std::string CheckLabelValue(const std::string& key, const std::string& value) {
+  if (value.size() > kMaxLabelBytes)
+    return StrCat("value of label '", key, "' is longer than 128 bytes");
+  return "";
+}
+
+std::string CheckVariableName(const std::string& name) {
+  if (IsValidEnvironmentVariableName(name)) return "";
+  if (absl::StartsWith(name, "CODEBUILD_")) {
+    return StrCat("'", name,
+                  "' is reserved: names starting with CODEBUILD_ are set by Kiln "
+                  "(reference §1.4); rename the variable");
+  }
+  return StrCat("'", name,
+                "' is not a valid variable name; use letters, digits and _, "
+                "not starting with a digit");
+}
+
+std::string CheckParameterName(const std::string& name) {
+  if (IsValidParameterName(name)) return "";
+  return StrCat("'", name,
+                "' is not a valid parameter name; use characters A-Z a-z 0-9 _ . - / "
+                "as in /my-app/db-password");
+}
+
+// ---- YAML access ----
+
+struct Ref {
+  YAML::Node node;
+  YAML::Mark mark;   // for an empty (null) value, the mark of its key
+  std::string path;  // "source.branch"
+};
+
+struct Entry {
+  std::string key;
+  YAML::Mark key_mark;
+  Ref value;
+};
+
+std::string Describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar:
+      return StrCat("the string '", n.Scalar(), "'");
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "an empty value";
+  }
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view file) : file_(file) {}
+
+  std::string Where(const YAML::Mark& m) const {
+    if (m.line < 0) return StrCat(file_, ":1:1");
+    return StrCat(file_, ":", m.line + 1, ":", m.column + 1);
+  }
+  absl::Status Error(const YAML::Mark& m, std::string_view path, std::string_view problem) const {
+    return absl::InvalidArgumentError(
+        StrCat(Where(m), ": ", std::string(path), ": ", std::string(problem)));
+  }
+  absl::Status Error(const Ref& r, std::string_view problem) const {
+    return Error(r.mark, r.path, problem);
+  }
+  // Returns Error(r, problem) unless `problem` is empty.
+  absl::Status Check(const Ref& r, const std::string& problem) const {
+    return problem.empty() ? absl::OkStatus() : Error(r, problem);
+  }
+
+  absl::StatusOr<kiln::v1::Project> Run(const YAML::Node& root);
+
+ private:
+  absl::StatusOr<std::vector<Entry>> Map(const Ref& r, std::string_view expected) const;
+  absl::StatusOr<std::string> Str(const Ref& r, std::string_view expected = "a string") const;
+  absl::StatusOr<int32_t> Int(const Ref& r) const;
+  absl::Status Unknown(const Entry& e, const std::vector<std::string>& allowed) const;
+  absl::Status ParseSource(const Ref& r, kiln::v1::ProjectSource* source) const;
+  absl::Status ParseEnvironment(const Ref& r, kiln::v1::Project* project) const;
+
+  std::string file_;
+};
+
+absl::StatusOr<std::vector<Entry>> Parser::Map(const Ref& r, std::string_view expected) const {
+  if (!r.node.IsMap()) {
+    return Error(r, StrCat("expected ", std::string(expected), ", got ", Describe(r.node)));
+  }
+  std::vector<Entry> entries;
+  std::map<std::string, int> seen;
+  for (auto it = r.node.begin(); it != r.node.end(); ++it) {
+    YAML::Node k = it->first;
+    YAML::Node v = it->second;
+    if (!k.IsScalar()) return Error(k.Mark(), r.path, StrCat("expected a key, got ", Describe(k)));
+    std::string key = k.Scalar();
+    std::string path = r.path.empty() ? key : StrCat(r.path, ".", key);
+    auto [pos, inserted] = seen.emplace(key, k.Mark().line + 1);
+    if (!inserted) {
+      return Error(k.Mark(), path,
+                   StrCat("duplicate key '", key, "' (first on line ", pos->second, ")"));
+    }
+    entries.push_back(Entry{key, k.Mark(), Ref{v, v.IsNull() ? k.Mark() : v.Mark(), path}});
+  }
+  return entries;
+}
+
+absl::StatusOr<std::string> Parser::Str(const Ref& r, std::string_view expected) const {
+  if (!r.node.IsScalar()) {
+    return Error(r, StrCat("expected ", std::string(expected), ", got ", Describe(r.node)));
+  }
+  return r.node.Scalar();
+}
+
+absl::StatusOr<int32_t> Parser::Int(const Ref& r) const {
+  KILN_ASSIGN_OR_RETURN(std::string text, Str(r, "a whole number"));
+  int32_t value = 0;
+  if (!absl::SimpleAtoi(text, &value)) {
+    return Error(r, StrCat("expected a whole number, got '", text, "'"));
+  }
+  return value;
+}
+
+absl::Status Parser::Unknown(const Entry& e, const std::vector<std::string>& allowed) const {
+  return Error(
+      e.key_mark, e.value.path,
+      StrCat("unknown key '", e.key, "'; allowed keys are ", absl::StrJoin(allowed, ", ")));
+}
+
+absl::StatusOr<kiln::v1::Project> Parser::Run(const YAML::Node& root) {
+  static const std::vector<std::string> kKeys = {
+      "name",         "source",          "concurrent_build_limit",
+      "on_limit",     "timeout_minutes", "queued_timeout_minutes",
+      "agent_labels", "environment",     "webhook"};
+  kiln::v1::Project p;
+  if (!root.IsMap()) {
+    return Error(root.Mark(), "(top level)",
+                 StrCat("expected a map with name and source, got ", Describe(root)));
+  }
+  KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries, Map(Ref{root, root.Mark(), ""}, "a map"));
+  bool have_name = false, have_source = false;
+  for (const Entry& e : entries) {
+    const Ref& v = e.value;
+    if (e.key == "name") {
+      have_name = true;
+      KILN_ASSIGN_OR_RETURN(*p.mutable_name(), Str(v, "a project name"));
+      KILN_RETURN_IF_ERROR(Check(v, CheckName(p.name())));
+    } else if (e.key == "source") {
+      have_source = true;
+      KILN_RETURN_IF_ERROR(ParseSource(v, p.mutable_source()));
+    } else if (e.key == "concurrent_build_limit") {
+      KILN_ASSIGN_OR_RETURN(int32_t limit, Int(v));
+      KILN_RETURN_IF_ERROR(Check(v, CheckLimit(limit)));
+      p.set_concurrent_build_limit(limit);
+    } else if (e.key == "on_limit") {
+      KILN_ASSIGN_OR_RETURN(std::string policy, Str(v, "queue or reject"));
+      std::string lower = absl::AsciiStrToLower(policy);
+      if (lower == "queue") {
+        p.set_on_limit(kiln::v1::OnLimit::QUEUE);
+      } else if (lower == "reject") {
+        p.set_on_limit(kiln::v1::OnLimit::REJECT);
+      } else {
+        return Error(v, StrCat("'", policy, "' is not valid; use queue or reject"));
+      }
+    } else if (e.key == "timeout_minutes") {
+      KILN_ASSIGN_OR_RETURN(int32_t minutes, Int(v));
+      KILN_RETURN_IF_ERROR(Check(v, CheckRange(minutes, 5, 2160)));
+      p.set_timeout_in_minutes(minutes);
+    } else if (e.key == "queued_timeout_minutes") {
+      KILN_ASSIGN_OR_RETURN(int32_t minutes, Int(v));
+      KILN_RETURN_IF_ERROR(Check(v, CheckRange(minutes, 5, 480)));
+      p.set_queued_timeout_in_minutes(minutes);
+    } else if (e.key == "agent_labels") {
+      KILN_ASSIGN_OR_RETURN(std::vector<Entry> labels, Map(v, "a map of label: value entries"));
+      for (const Entry& l : labels) {
+        KILN_RETURN_IF_ERROR(
+            Check(Ref{l.value.node, l.key_mark, l.value.path}, CheckLabelKey(l.key)));
+        if (l.value.node.IsNull()) {
+          return Error(l.value, StrCat("expected a text value, got an empty value; write ", l.key,
+                                       ": \"\" for an empty value"));
+        }
+        KILN_ASSIGN_OR_RETURN(std::string value, Str(l.value, "a text value"));
+        KILN_RETURN_IF_ERROR(Check(l.value, CheckLabelValue(l.key, value)));
+        (*p.mutable_agent_labels())[l.key] = value;
+      }
+    } else if (e.key == "environment") {
+      KILN_RETURN_IF_ERROR(ParseEnvironment(v, &p));
+    } else if (e.key == "webhook") {
+      KILN_ASSIGN_OR_RETURN(std::vector<Entry> webhook, Map(v, "a map with secret_parameter"));
+      for (const Entry& w : webhook) {
+        if (w.key != "secret_parameter") return Unknown(w, {"secret_parameter"});
+        KILN_ASSIGN_OR_RETURN(*p.mutable_webhook_secret_parameter(),
+                              Str(w.value, "a parameter name"));
+        if (!p.webhook_secret_parameter().empty()) {  // empty: no webhook
+          KILN_RETURN_IF_ERROR(Check(w.value, CheckParameterName(p.webhook_secret_parameter())));
+        }
+      }
+    } else {
+      return Unknown(e, kKeys);
+    }
+  }
+  if (!have_name)
+    return Error(root.Mark(), "name", "missing; give the project a name such as flask-app");
+  if (!have_source) {
+    return Error(root.Mark(), "source",
+                 "missing; add source: {type: git, location: <git URL or repository path>}");
+  }
+  if (p.timeout_in_minutes() == 0) p.set_timeout_in_minutes(kDefaultTimeoutMinutes);
+  if (p.queued_timeout_in_minutes() == 0) {
+    p.set_queued_timeout_in_minutes(kDefaultQueuedTimeoutMinutes);
+  }
+  return p;
+}
+
+absl::Status Parser::ParseSource(const Ref& r, kiln::v1::ProjectSource* source) const {
+  static const std::vector<std::string> kKeys = {"type", "location", "branch", "buildspec"};
+  KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                        Map(r, "a map with type, location, branch, buildspec"));
+  source->set_branch("main");
+  source->set_buildspec("buildspec.yml");
+  bool have_type = false, have_location = false;
+  for (const Entry& e : entries) {
+    const Ref& v = e.value;
+    if (std::find(kKeys.begin(), kKeys.end(), e.key) == kKeys.end()) return Unknown(e, kKeys);
+    KILN_ASSIGN_OR_RETURN(std::string value, Str(v));
+    if (e.key == "type") {
+      have_type = true;
+      KILN_RETURN_IF_ERROR(Check(v, CheckSourceType(value)));
+      source->set_type(value);
+    } else if (e.key == "location") {
+      have_location = true;
+      KILN_RETURN_IF_ERROR(Check(v, CheckLocation(value)));
+      source->set_location(value);
+    } else if (e.key == "branch") {
+      KILN_RETURN_IF_ERROR(Check(v, CheckBranch(value)));
+      source->set_branch(value);
+    } else {
+      KILN_RETURN_IF_ERROR(Check(v, CheckBuildspecPath(value)));
+      source->set_buildspec(value);
+    }
+  }
+  if (!have_type) return Error(r.mark, StrCat(r.path, ".type"), "missing; set it to git");
+  if (!have_location) {
+    return Error(r.mark, StrCat(r.path, ".location"),
+                 "missing; give a git URL or the path of a git repository");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseEnvironment(const Ref& r, kiln::v1::Project* project) const {
+  KILN_ASSIGN_OR_RETURN(std::vector<Entry> sections,
+                        Map(r, "a map with variables, parameter_store"));
+  std::map<std::string, std::string> defined;  // name -> where
+  for (const Entry& s : sections) {
+    bool plaintext = s.key == "variables";
+    if (!plaintext && s.key != "parameter_store") {
+      return Unknown(s, {"variables", "parameter_store"});
+    }
+    KILN_ASSIGN_OR_RETURN(std::vector<Entry> vars, Map(s.value, "a map of NAME: value entries"));
+    for (const Entry& v : vars) {
+      KILN_RETURN_IF_ERROR(
+          Check(Ref{v.value.node, v.key_mark, v.value.path}, CheckVariableName(v.key)));
+      auto [it, inserted] =
+          defined.emplace(v.key, StrCat(v.value.path, " on line ", v.key_mark.line + 1));
+      if (!inserted) {
+        return Error(
+            v.key_mark, v.value.path,
+            StrCat("'", v.key, "' is already defined at ", it->second, "; define it once"));
+      }
+      if (v.value.node.IsNull()) {
+        return Error(v.value, plaintext
+                                  ? StrCat("expected a text value, got an empty value; write ",
+                                           v.key, ": \"\" for an empty value")
+                                  : "expected a parameter name, got an empty value");
+      }
+      KILN_ASSIGN_OR_RETURN(std::string value, Str(v.value, "a text value"));
+      if (!plaintext) KILN_RETURN_IF_ERROR(Check(v.value, CheckParameterName(value)));
+      kiln::v1::EnvironmentVariable* var = project->add_environment_variables();
+      var->set_name(v.key);
+      var->set_value(value);
+      var->set_type(plaintext ? kiln::v1::EnvironmentVariable::PLAINTEXT
+                              : kiln::v1::EnvironmentVariable::PARAMETER_STORE);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FieldError(std::string_view field, const std::string& problem) {
+  return absl::InvalidArgumentError(StrCat("project.", std::string(field), ": ", problem));
+}
+
+}  // namespace
+
+absl::StatusOr<kiln::v1::Project> ParseProjectYaml(std::string_view yaml_text,
+                                                   std::string_view file_name) {
+  Parser parser(file_name);
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(StrCat(parser.Where(e.mark), ": YAML syntax error: ", e.msg));
+  }
+  if (docs.empty() || docs[0].IsNull()) {
+    return absl::InvalidArgumentError(StrCat(parser.Where(YAML::Mark()),
+                                             ": the project file is empty; it needs at least name "
+                                             "and source"));
+  }
+  if (docs.size() > 1) {
+    return parser.Error(docs[1].Mark(), "(document 2)",
+                        "a project file is one YAML document; remove the second '---' section");
+  }
+  absl::StatusOr<kiln::v1::Project> project;
+  try {
+    project = parser.Run(docs[0]);
+  } catch (const YAML::Exception& e) {
+    // Not expected: all access above checks node types first.
+    return absl::InvalidArgumentError(StrCat(parser.Where(e.mark), ": ", e.msg));
+  }
+  if (!project.ok()) return project.status();
+  if (absl::Status s = ValidateProject(*project); !s.ok()) {
+    return absl::InvalidArgumentError(
+        StrCat(file_name.empty() ? "" : std::string(file_name), ": ", s.message()));
+  }
+  return project;
+}
+
+absl::Status ValidateProject(const kiln::v1::Project& project) {
+  std::string problem;
+  if (!(problem = CheckName(project.name())).empty()) return FieldError("name", problem);
+  const kiln::v1::ProjectSource& source = project.source();
+  if (!(problem = CheckSourceType(source.type())).empty())
+    return FieldError("source.type", problem);
+  if (!(problem = CheckLocation(source.location())).empty()) {
+    return FieldError("source.location", problem);
+  }
+  if (!(problem = CheckBranch(source.branch())).empty())
+    return FieldError("source.branch", problem);
+  if (!(problem = CheckBuildspecPath(source.buildspec())).empty()) {
+    return FieldError("source.buildspec", problem);
+  }
+  if (!(problem = CheckLimit(project.concurrent_build_limit())).empty()) {
+    return FieldError("concurrent_build_limit", problem);
+  }
+  if (!kiln::v1::OnLimit::Value_IsValid(project.on_limit())) {
+    return FieldError("on_limit", StrCat(project.on_limit(), " is not a valid OnLimit value"));
+  }
+  if (!(problem = CheckRange(project.timeout_in_minutes(), 5, 2160)).empty()) {
+    return FieldError("timeout_in_minutes", problem);
+  }
+  if (!(problem = CheckRange(project.queued_timeout_in_minutes(), 5, 480)).empty()) {
+    return FieldError("queued_timeout_in_minutes", problem);
+  }
+  // Sorted so the reported label does not depend on map iteration order.
+  std::map<std::string, std::string> labels(project.agent_labels().begin(),
+                                            project.agent_labels().end());
+  for (const auto& [key, value] : labels) {
+    if (!(problem = CheckLabelKey(key)).empty()) return FieldError("agent_labels", problem);
+    if (!(problem = CheckLabelValue(key, value)).empty())
+      return FieldError("agent_labels", problem);
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < project.environment_variables_size(); ++i) {
+    const kiln::v1::EnvironmentVariable& var = project.environment_variables(i);
+    std::string field = StrCat("environment_variables[", i, "]");
+    if (!(problem = CheckVariableName(var.name())).empty()) {
+      return FieldError(StrCat(field, ".name"), problem);
+    }
+    if (!names.insert(var.name()).second) {
+      return FieldError(StrCat(field, ".name"),
+                        StrCat("'", var.name(), "' is defined more than once"));
+    }
+    if (!kiln::v1::EnvironmentVariable::Type_IsValid(var.type())) {
+      return FieldError(StrCat(field, ".type"), StrCat(var.type(), " is not a valid type"));
+    }
+    if (var.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE &&
+        !(problem = CheckParameterName(var.value())).empty()) {
+      return FieldError(StrCat(field, ".value"), problem);
+    }
+  }
+  if (!project.webhook_secret_parameter().empty() &&
+      !(problem = CheckParameterName(project.webhook_secret_parameter())).empty()) {
+    return FieldError("webhook_secret_parameter", problem);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::common

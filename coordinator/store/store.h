@@ -8,9 +8,9 @@
 //   build-by-project/<project>/<build_number:020>   build id
 //   queue/<queue_seq:020>          build id of a QUEUED build
 //   counter/<name>                 decimal int64
-//   param/<name>                   kiln.coordinator.StoredParameter (params/)
+//   param/<name>                   JSON parameter record (params/parameter_store.h)
 //   agent/<id>                     kiln.v1.AgentInfo
-//   log/<build id>                 log index (logs/)
+//   log/<build id>                 JSON log index {size, next_seq} (logs/log_store.h)
 //
 // Implementations are thread-safe. A failed write makes the store fail every later write with the same
 // error (sticky, like leveldb's bg_error_): the coordinator must not act on state it could not persist.
@@ -28,6 +28,18 @@
 #include "absl/status/statusor.h"
 
 namespace kiln::coordinator {
+
+// The smallest key that is greater than every key starting with `prefix`: `prefix` with its trailing
+// 0xFF bytes dropped and its last remaining byte incremented ("a/b" -> "a/c", "a\xff" -> "b"). nullopt
+// if no such key exists (empty prefix, or only 0xFF bytes): the range is unbounded above. Used by
+// Scan implementations (RocksDB SeekForPrev, an etcd range_end).
+inline std::optional<std::string> PrefixSuccessor(std::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xff) s.pop_back();
+  if (s.empty()) return std::nullopt;
+  s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
+  return s;
+}
 
 // An ordered list of puts and deletes applied atomically by Store::Write.
 class WriteBatch {

@@ -1,0 +1,538 @@
+#include "agent/executor/build_executor.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/executor/git_checkout.h"
+#include "agent/executor/on_failure.h"
+#include "common/ids.h"
+#include "yaml-cpp/yaml.h"
+
+extern char** environ;
+
+namespace kiln::agent {
+
+namespace fs = std::filesystem;
+using kiln::v1::BuildPhaseType;
+using kiln::v1::BuildStatus;
+using kiln::v1::PhaseContext;
+using kiln::v1::PhaseResult;
+
+namespace {
+
+constexpr size_t kMaxChunk = 64 * 1024;
+constexpr size_t kMaxBuildspecBytes = 1 << 20;
+constexpr char kTimedOutMessage[] = "Build has timed out. ";
+constexpr char kAgentError[] = "AGENT_ERROR";
+constexpr char kYamlError[] = "YAML_FILE_ERROR";
+constexpr char kParamError[] = "Decrypted Variables Error";
+
+PhaseContext MakeContext(std::string_view code, std::string_view message) {
+  PhaseContext c;
+  c.set_status_code(std::string(code));
+  c.set_message(std::string(message));
+  return c;
+}
+
+std::string SanitizeId(std::string_view id) {
+  std::string out(id);
+  for (char& c : out) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  }
+  return out;
+}
+
+bool IsIdentifier(std::string_view s) {
+  if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+std::optional<std::string> ReadFile(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string data(max_bytes + 1, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<size_t>(in.gcount()));
+  return data;
+}
+
+std::string PhaseName(BuildPhaseType::Value phase) {
+  const std::string& name = BuildPhaseType::Value_Name(phase);
+  return name.empty() ? absl::StrCat("phase ", static_cast<int>(phase)) : name;
+}
+
+}  // namespace
+
+struct BuildExecutor::Outcome {
+  BuildStatus::Value status = BuildStatus::SUCCEEDED;
+  std::vector<PhaseContext> contexts;
+  bool skip_to_finalizing = false;
+
+  static Outcome Of(BuildStatus::Value status, std::string_view code, std::string_view message) {
+    return Outcome{status, {MakeContext(code, message)}, false};
+  }
+};
+
+struct BuildExecutor::CommandRun {
+  enum Kind { kDone, kInterrupted, kFault };
+  Kind kind = kDone;
+  int exit_status = 0;
+  std::string error;  // kFault
+};
+
+absl::StatusOr<std::unique_ptr<BuildExecutor>> BuildExecutor::Create(const kiln::v1::BuildJob& job,
+                                                                      Options options) {
+  const std::string id = SanitizeId(job.build_id());
+  if (id.find_first_not_of('.') == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid build id '", job.build_id(), "'"));
+  }
+  if (job.source().location().empty()) {
+    return absl::InvalidArgumentError("build job has no source location");
+  }
+  if (job.timeout_millis() < 0) return absl::InvalidArgumentError("negative build timeout");
+  if (options.work_dir.empty()) return absl::InvalidArgumentError("empty work_dir");
+  if (options.clock == nullptr) return absl::InvalidArgumentError("null clock");
+  std::error_code ec;
+  const fs::path root = fs::absolute(fs::path(options.work_dir) / "builds" / id, ec).lexically_normal();
+  if (!ec) fs::remove_all(root, ec);  // a leftover of the same build (agent restart)
+  if (!ec) fs::create_directories(root / "src", ec);
+  if (!ec) fs::create_directories(root / "tmp", ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("creating workspace ", root.string(), ": ", ec.message()));
+  }
+  const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  return std::unique_ptr<BuildExecutor>(new BuildExecutor(job, std::move(options), root.string(), wake_fd));
+}
+
+BuildExecutor::BuildExecutor(const kiln::v1::BuildJob& job, Options options, std::string root,
+                             int wake_fd)
+    : job_(job),
+      options_(std::move(options)),
+      root_(std::move(root)),
+      src_dir_(root_ + "/src"),
+      tmp_dir_(root_ + "/tmp"),
+      nonce_(common::RandomHex(16)),
+      deadline_(job.timeout_millis() > 0
+                    ? options_.clock->Now() + absl::Milliseconds(job.timeout_millis())
+                    : absl::InfiniteFuture()),
+      wake_fd_(wake_fd) {}
+
+BuildExecutor::~BuildExecutor() {
+  DiscardShell();
+  close(wake_fd_);
+  std::error_code ec;
+  fs::remove_all(root_, ec);
+}
+
+void BuildExecutor::Stop(BuildStatus::Value status, std::string reason) {
+  absl::MutexLock lock(&mu_);
+  StopLocked(status, std::move(reason));
+}
+
+void BuildExecutor::StopLocked(BuildStatus::Value status, std::string reason) {
+  if (stop_status_ != BuildStatus::UNKNOWN) return;
+  if (status != BuildStatus::STOPPED && status != BuildStatus::TIMED_OUT) status = BuildStatus::FAULT;
+  stop_status_ = status;
+  stop_reason_ = std::move(reason);
+  if (shell_ != nullptr) shell_->Kill();
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));  // wakes a running Run(); stays readable
+}
+
+bool BuildExecutor::CheckStopped() {
+  absl::MutexLock lock(&mu_);
+  if (stop_status_ == BuildStatus::UNKNOWN && options_.clock->Now() >= deadline_) {
+    StopLocked(BuildStatus::TIMED_OUT, kTimedOutMessage);
+  }
+  return stop_status_ != BuildStatus::UNKNOWN;
+}
+
+BuildExecutor::Outcome BuildExecutor::StopOutcome() {
+  absl::MutexLock lock(&mu_);
+  switch (stop_status_) {
+    case BuildStatus::TIMED_OUT:
+      return Outcome::Of(stop_status_, "BUILD_TIMED_OUT", stop_reason_.empty() ? kTimedOutMessage : stop_reason_);
+    case BuildStatus::STOPPED:
+      return Outcome::Of(stop_status_, "BUILD_STOPPED", stop_reason_.empty() ? "Build stopped" : stop_reason_);
+    default:
+      return Outcome::Of(BuildStatus::FAULT, kAgentError, stop_reason_.empty() ? "Build aborted" : stop_reason_);
+  }
+}
+
+PhaseResult BuildExecutor::RunPhase(BuildPhaseType::Value phase, bool build_succeeding) {
+  PhaseResult result;
+  result.set_build_id(job_.build_id());
+  result.set_phase(phase);
+  const std::string name = PhaseName(phase);
+  Log(absl::StrCat("Entering phase ", name));
+  Outcome outcome;
+  if (phase != BuildPhaseType::FINALIZING && CheckStopped()) {
+    outcome = StopOutcome();
+  } else {
+    switch (phase) {
+      case BuildPhaseType::PROVISIONING:
+        break;  // the workspace was made by Create()
+      case BuildPhaseType::DOWNLOAD_SOURCE:
+        outcome = DownloadSource(&result);
+        break;
+      case BuildPhaseType::INSTALL:
+      case BuildPhaseType::PRE_BUILD:
+      case BuildPhaseType::BUILD:
+      case BuildPhaseType::POST_BUILD:
+        outcome = RunCommandPhase(phase, build_succeeding);
+        break;
+      case BuildPhaseType::UPLOAD_ARTIFACTS:
+        if (has_artifacts_) {
+          Log("Warning: the buildspec has artifacts, but Kiln does not upload artifacts yet; skipping");
+        }
+        break;
+      case BuildPhaseType::FINALIZING:
+        outcome = Finalize(&result);
+        break;
+      default:
+        outcome = Outcome::Of(BuildStatus::FAULT, kAgentError,
+                              absl::StrCat("phase ", name, " is not run by the agent"));
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (shell_ != nullptr) shell_->ReapOrphans();
+  }
+  FlushMasker();
+  result.set_status(outcome.status);
+  result.set_skip_to_finalizing(outcome.skip_to_finalizing);
+  for (PhaseContext& c : outcome.contexts) {
+    c.set_message(masker_.MaskAll(c.message()));
+    *result.add_contexts() = c;
+  }
+  Log(absl::StrCat("Phase complete: ", name, " State: ", BuildStatus::Value_Name(outcome.status)));
+  if (outcome.contexts.empty()) outcome.contexts.emplace_back();
+  for (const PhaseContext& c : outcome.contexts) {
+    Log(absl::StrCat("Phase context status code: ", c.status_code(), " Message: ", c.message()));
+  }
+  return result;
+}
+
+BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
+  DiscardShell();
+  spec_.reset();
+  std::error_code ec;
+  fs::remove_all(src_dir_, ec);
+  for (const char* state : {"/env", "/cwd"}) fs::remove(tmp_dir_ + state, ec);
+  if (!fs::create_directories(src_dir_, ec) || ec) {
+    return Outcome::Of(BuildStatus::FAULT, kAgentError, absl::StrCat("creating ", src_dir_, ": ", ec.message()));
+  }
+
+  // Source (§1.12 CODEBUILD_SOURCE_VERSION: the version that was asked for).
+  const kiln::v1::ProjectSource& source = job_.source();
+  const std::string requested = job_.source_version().empty() ? source.branch() : job_.source_version();
+  absl::StatusOr<std::string> commit =
+      CloneAndCheckout(source.location(), requested, src_dir_, [this] { return CheckStopped(); });
+  if (CheckStopped()) return StopOutcome();
+  if (!commit.ok()) return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR", std::string(commit.status().message()));
+  result->set_resolved_source_version(*commit);
+  Log(absl::StrCat("Checked out source version ", requested.empty() ? "HEAD" : requested, " at commit ", *commit));
+
+  // Buildspec.
+  const std::string rel = source.buildspec().empty() ? "buildspec.yml" : source.buildspec();
+  const fs::path rel_path(rel);
+  if (rel_path.is_absolute() || std::any_of(rel_path.begin(), rel_path.end(),
+                                            [](const fs::path& part) { return part == ".."; })) {
+    return Outcome::Of(BuildStatus::FAILED, kYamlError,
+                       absl::StrCat("buildspec path '", rel, "' must be relative to the source root and stay inside it"));
+  }
+  const std::string path = (fs::path(src_dir_) / rel_path).string();
+  Log(absl::StrCat("YAML location is ", path));
+  const std::optional<std::string> text = fs::is_regular_file(path, ec) ? ReadFile(path, kMaxBuildspecBytes) : std::nullopt;
+  if (!text.has_value()) {
+    return Outcome::Of(BuildStatus::FAILED, kYamlError, absl::StrCat("stat ", path, ": no such file or directory"));
+  }
+  if (text->size() > kMaxBuildspecBytes) {
+    return Outcome::Of(BuildStatus::FAILED, kYamlError, absl::StrCat(rel, ": file is larger than 1 MiB"));
+  }
+  absl::StatusOr<common::Buildspec> spec = common::ParseBuildspec(*text, rel);
+  if (!spec.ok()) return Outcome::Of(BuildStatus::FAILED, kYamlError, std::string(spec.status().message()));
+  for (const std::string& warning : spec->warnings) Log(warning);
+  for (const auto* p : {&spec->install, &spec->pre_build, &spec->build, &spec->post_build}) {
+    const std::string& user = p->has_value() && !(*p)->run_as.empty() ? (*p)->run_as : spec->run_as;
+    if (!user.empty()) {
+      Log(absl::StrCat(rel, ": run-as '", user, "' is not supported by Kiln yet; commands run as the agent's user"));
+      break;
+    }
+  }
+  try {
+    const YAML::Node root = YAML::Load(*text);
+    has_artifacts_ = root.IsMap() && root["artifacts"].IsDefined();
+  } catch (const YAML::Exception&) {
+    has_artifacts_ = false;  // cannot happen: the parser accepted the text
+  }
+
+  // Environment, lowest precedence first (§1.14 item 2).
+  Log("Processing environment variables");
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const size_t eq = entry.find('=');
+    if (eq != std::string_view::npos && eq > 0) env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
+  }
+  for (const auto& [name, value] : spec->variables) env[name] = value;
+  std::vector<std::string> names;  // parameter names, distinct, in order
+  auto add_name = [&names](const std::string& n) {
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  };
+  for (const auto& entry : spec->parameter_store) add_name(entry.second);
+  for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
+    if (v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE) add_name(v.value());
+  }
+  std::map<std::string, std::string> params;
+  if (!names.empty()) {
+    Log("Decrypting parameter store environment variables");
+    if (!options_.resolve_parameters) {
+      return Outcome::Of(BuildStatus::FAULT, kParamError, "the agent has no parameter resolver");
+    }
+    absl::StatusOr<kiln::v1::GetBuildParametersResponse> resolved = options_.resolve_parameters(names);
+    if (!resolved.ok()) return Outcome::Of(BuildStatus::FAULT, kParamError, resolved.status().ToString());
+    for (const kiln::v1::ResolvedParameter& p : resolved->parameters()) {
+      if (p.mask()) masker_.AddSecret(p.value());
+      params[p.name()] = p.value();
+    }
+    for (const std::string& n : names) {
+      if (!params.count(n)) {
+        return Outcome::Of(BuildStatus::FAILED, kParamError, absl::StrCat("parameter does not exist: ", n));
+      }
+    }
+  }
+  for (const auto& [name, param] : spec->parameter_store) env[name] = params[param];
+  for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
+    env[v.name()] = v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE ? params[v.value()] : v.value();
+  }
+  auto set = [&env](const std::string& suffix, const std::string& value) {
+    env["CODEBUILD_" + suffix] = value;
+    env["KILN_" + suffix] = value;
+  };
+  set("BUILD_ID", job_.build_id());
+  set("BUILD_NUMBER", absl::StrCat(job_.build_number()));
+  set("SRC_DIR", src_dir_);
+  set("SOURCE_VERSION", requested);
+  set("RESOLVED_SOURCE_VERSION", *commit);
+  set("START_TIME", absl::StrCat(job_.start_time_unix_millis()));
+  set("INITIATOR", job_.initiator());
+  set("SOURCE_REPO_URL", source.location());
+  set("BUILD_SUCCEEDING", "1");
+  if (job_.has_webhook()) {
+    const kiln::v1::WebhookTrigger& w = job_.webhook();
+    for (const auto& [suffix, value] :
+         {std::pair{"EVENT", w.event()}, {"HEAD_REF", w.head_ref()}, {"BASE_REF", w.base_ref()},
+          {"PREV_COMMIT", w.prev_commit()}, {"ACTOR_ACCOUNT_ID", w.actor_account_id()},
+          {"TRIGGER", w.trigger()}}) {
+      if (!value.empty()) set(absl::StrCat("WEBHOOK_", suffix), value);
+    }
+    if (!w.delivery_id().empty()) env["KILN_WEBHOOK_DELIVERY_ID"] = w.delivery_id();
+  }
+  initial_env_.clear();
+  for (const auto& [name, value] : env) {
+    if (!name.empty() && name.find_first_of(std::string("=\0", 2)) == std::string::npos) {
+      initial_env_.push_back(absl::StrCat(name, "=", value));
+    }
+  }
+  shell_path_ = spec->shell == "/bin/sh" ? "/bin/sh" : "/bin/bash";
+  spec_ = std::move(*spec);
+  Log(absl::StrCat("Moving to directory ", src_dir_));
+  return {};
+}
+
+BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phase, bool build_succeeding) {
+  if (!spec_.has_value()) {
+    return Outcome::Of(BuildStatus::FAULT, kAgentError,
+                       absl::StrCat(PhaseName(phase), " asked for before DOWNLOAD_SOURCE succeeded"));
+  }
+  const std::optional<common::BuildspecPhase>& p =
+      phase == BuildPhaseType::INSTALL     ? spec_->install
+      : phase == BuildPhaseType::PRE_BUILD ? spec_->pre_build
+      : phase == BuildPhaseType::BUILD     ? spec_->build
+                                           : spec_->post_build;
+  if (phase == BuildPhaseType::INSTALL) {  // §1.6 runtime-versions
+    Log(p.has_value() && !p->runtime_versions.empty()
+            ? "Skipping install of runtimes. Runtime version selection is not supported by this build image."
+            : "No runtime version selected in buildspec.");
+  }
+  if (!p.has_value() || (p->commands.empty() && p->finally.empty())) return {};
+  absl::StatusOr<OnFailurePolicy> policy = ParseOnFailure(p->on_failure);
+  if (!policy.ok()) {
+    Log(absl::StrCat("Warning: ", policy.status().message(), "; using the default transitions"));
+    policy = OnFailurePolicy();
+  }
+  succeeding_ = build_succeeding;
+  if (spec_->version != "0.1") {  // 0.1 shells get it in their environment
+    const std::string flag = build_succeeding ? "1" : "0";
+    const CommandRun r = RunCommand(
+        absl::StrCat("export CODEBUILD_BUILD_SUCCEEDING=", flag, " KILN_BUILD_SUCCEEDING=", flag), true);
+    if (r.kind == CommandRun::kInterrupted) return StopOutcome();
+    if (r.kind == CommandRun::kFault) return Outcome::Of(BuildStatus::FAULT, kAgentError, r.error);
+  }
+  for (int runs = 1;; ++runs) {
+    std::vector<PhaseContext> failures;
+    for (const std::vector<std::string>* list : {&p->commands, &p->finally}) {
+      for (const std::string& command : *list) {
+        const CommandRun r = RunCommand(command, false);
+        if (r.kind == CommandRun::kInterrupted) return StopOutcome();
+        if (r.kind == CommandRun::kFault) return Outcome::Of(BuildStatus::FAULT, kAgentError, r.error);
+        if (r.exit_status != 0) {  // §1.6: skip the rest of this list; finally still runs
+          failures.push_back(MakeContext("COMMAND_EXECUTION_ERROR",
+                                         absl::StrCat("Error while executing command: ", command,
+                                                      ". Reason: exit status ", r.exit_status)));
+          break;
+        }
+      }
+    }
+    if (failures.empty()) return {};
+    if (ShouldRetry(*policy, runs, failures[0].message())) {
+      Log(absl::StrCat("Phase ", PhaseName(phase), " failed; retrying (run ", runs + 1, " of ",
+                       policy->retries + 1, ")"));
+      continue;
+    }
+    return Outcome{BuildStatus::FAILED, std::move(failures),
+                   policy->action == OnFailurePolicy::Action::kAbort};
+  }
+}
+
+BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result) {
+  if (spec_.has_value() && !spec_->exported_variables.empty() && !CheckStopped()) {
+    std::vector<std::string> lines;
+    const std::vector<std::string>& names = spec_->exported_variables;
+    std::error_code ec;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string file = absl::StrCat(tmp_dir_, "/exported-", i);
+      fs::remove(file, ec);
+      if (!IsIdentifier(names[i])) continue;
+      lines.push_back(absl::StrCat("if [ -n \"${", names[i], "+x}\" ]; then command printf '%s' \"$", names[i],
+                                   "\" >", ShellQuote(file), "; fi"));
+    }
+    const CommandRun r = RunCommand(absl::StrJoin(lines, "\n"), true);
+    if (r.kind == CommandRun::kDone) {
+      for (size_t i = 0; i < names.size(); ++i) {
+        const std::optional<std::string> value = ReadFile(absl::StrCat(tmp_dir_, "/exported-", i), 1 << 20);
+        if (value.has_value()) (*result->mutable_exported_variables())[names[i]] = *value;
+      }
+    }
+  }
+  DiscardShell();
+  return {};
+}
+
+BuildExecutor::CommandRun BuildExecutor::RunCommand(const std::string& command, bool internal) {
+  if (CheckStopped()) return {CommandRun::kInterrupted};
+  if (!internal) Log(absl::StrCat("Running command ", command));
+  absl::Status error;
+  ShellSession* shell = EnsureShell(&error);
+  if (shell == nullptr) {
+    return error.ok() ? CommandRun{CommandRun::kInterrupted} : CommandRun{CommandRun::kFault, 0, error.ToString()};
+  }
+  const auto emit = [this](std::string_view bytes) { EmitMasked(bytes); };
+  absl::StatusOr<ShellSession::Result> r =
+      shell->Run(absl::StrCat(tmp_dir_, "/cmd-", ++command_count_, ".sh"), command, emit, wake_fd_,
+                 deadline_, *options_.clock);
+  if (!r.ok()) {
+    DiscardShell();
+    return {CommandRun::kFault, 0, r.status().ToString()};
+  }
+  if (r->kind == ShellSession::Result::kInterrupted || CheckStopped()) {
+    if (!CheckStopped()) Stop(BuildStatus::FAULT, "command interrupted");
+    shell->Kill();
+    shell->Drain(emit, absl::Milliseconds(200));
+    FlushMasker();
+    DiscardShell();
+    return {CommandRun::kInterrupted};
+  }
+  FlushMasker();
+  if (r->kind == ShellSession::Result::kShellExited || spec_->version == "0.1") DiscardShell();
+  if (!internal && r->exit_status != 0) {
+    Log(absl::StrCat("Command did not exit successfully ", command, " exit status ", r->exit_status));
+  }
+  return {CommandRun::kDone, r->exit_status};
+}
+
+ShellSession* BuildExecutor::EnsureShell(absl::Status* error) {
+  absl::MutexLock lock(&mu_);
+  if (stop_status_ != BuildStatus::UNKNOWN) return nullptr;
+  if (shell_ != nullptr && !shell_->Exited()) return shell_.get();
+  shell_.reset();
+  ShellSession::Options options;
+  options.shell_path = shell_path_;
+  options.state_dir = tmp_dir_;
+  options.nonce = nonce_;
+  options.cwd = src_dir_;
+  const std::string env_file = tmp_dir_ + "/env";
+  std::error_code ec;
+  if (spec_->version != "0.1" && fs::exists(env_file, ec)) {
+    // A replacement shell: carry on from the last saved state (exported variables and cwd).
+    options.restore_env_file = env_file;
+    std::string cwd = ReadFile(tmp_dir_ + "/cwd", 1 << 16).value_or("");
+    if (!cwd.empty() && cwd.back() == '\n') cwd.pop_back();
+    if (!cwd.empty() && fs::is_directory(cwd, ec)) options.cwd = cwd;
+  } else {
+    options.env = initial_env_;
+    for (std::string& e : options.env) {
+      if (e.rfind("CODEBUILD_BUILD_SUCCEEDING=", 0) == 0 || e.rfind("KILN_BUILD_SUCCEEDING=", 0) == 0) {
+        e = absl::StrCat(e.substr(0, e.find('=') + 1), succeeding_ ? "1" : "0");
+      }
+    }
+  }
+  absl::StatusOr<std::unique_ptr<ShellSession>> shell = ShellSession::Start(options);
+  if (!shell.ok()) {
+    *error = shell.status();
+    return nullptr;
+  }
+  shell_ = std::move(*shell);
+  return shell_.get();
+}
+
+void BuildExecutor::DiscardShell() {
+  std::unique_ptr<ShellSession> old;
+  {
+    absl::MutexLock lock(&mu_);
+    old = std::move(shell_);
+  }
+  old.reset();  // kills what is left of the session and reaps the shell, outside mu_
+}
+
+void BuildExecutor::Log(std::string_view text) {
+  FlushMasker();
+  const std::string line =
+      absl::StrCat(at_line_start_ ? "" : "\n", "[Container] ",
+                   absl::FormatTime("%Y/%m/%d %H:%M:%E6S", options_.clock->Now(), absl::UTCTimeZone()), " ",
+                   absl::string_view(text.data(), text.size()), "\n");
+  Emit(masker_.Write(line));
+  FlushMasker();
+}
+
+void BuildExecutor::EmitMasked(std::string_view bytes) { Emit(masker_.Write(bytes)); }
+
+void BuildExecutor::FlushMasker() { Emit(masker_.Flush()); }
+
+void BuildExecutor::Emit(std::string_view bytes) {
+  if (bytes.empty()) return;
+  at_line_start_ = bytes.back() == '\n';
+  if (!options_.output) return;
+  while (!bytes.empty()) {
+    const size_t n = std::min(bytes.size(), kMaxChunk);
+    options_.output(bytes.substr(0, n));
+    bytes.remove_prefix(n);
+  }
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,91 @@
+#include "agent/executor/git_checkout.h"
+
+#include <git2.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace kiln::agent {
+namespace {
+
+struct RepoFree {
+  void operator()(git_repository* r) const { git_repository_free(r); }
+};
+struct ObjectFree {
+  void operator()(git_object* o) const { git_object_free(o); }
+};
+using Repo = std::unique_ptr<git_repository, RepoFree>;
+using Object = std::unique_ptr<git_object, ObjectFree>;
+
+std::string LastGitError() {
+  const git_error* e = git_error_last();
+  return e != nullptr && e->message != nullptr ? e->message : "unknown libgit2 error";
+}
+
+int TransferProgress(const git_indexer_progress*, void* payload) {
+  const auto* cancelled = static_cast<const std::function<bool()>*>(payload);
+  return (*cancelled && (*cancelled)()) ? -1 : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CloneAndCheckout(const std::string& location, const std::string& version,
+                                             const std::string& dest,
+                                             const std::function<bool()>& cancelled) {
+  static std::once_flag init;
+  std::call_once(init, [] { git_libgit2_init(); });  // never shut down: other threads may use it
+
+  git_clone_options clone_opts = GIT_CLONE_OPTIONS_INIT;
+  clone_opts.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;  // we check out `version` below
+  clone_opts.fetch_opts.callbacks.transfer_progress = TransferProgress;
+  clone_opts.fetch_opts.callbacks.payload = const_cast<std::function<bool()>*>(&cancelled);
+  git_repository* raw_repo = nullptr;
+  const int rc = git_clone(&raw_repo, location.c_str(), dest.c_str(), &clone_opts);
+  Repo repo(raw_repo);
+  if (rc == GIT_EUSER || (cancelled && cancelled())) return absl::CancelledError("clone cancelled");
+  if (rc < 0) return absl::UnavailableError(absl::StrCat("git clone failed: ", LastGitError()));
+
+  std::vector<std::string> candidates;
+  if (version.empty()) {
+    candidates = {"HEAD"};
+  } else if (absl::StartsWith(version, "refs/heads/")) {
+    candidates = {absl::StrCat("refs/remotes/origin/", version.substr(11))};
+  } else {
+    candidates = {absl::StrCat("refs/remotes/origin/", version), absl::StrCat("refs/tags/", version),
+                  version};
+  }
+  Object target;
+  for (const std::string& spec : candidates) {
+    git_object* obj = nullptr;
+    const int r = git_revparse_single(&obj, repo.get(), spec.c_str());
+    if (r == 0) {
+      target.reset(obj);
+      break;
+    }
+    if (r == GIT_EAMBIGUOUS) {
+      return absl::InvalidArgumentError(absl::StrCat("source version '", version, "' is ambiguous"));
+    }
+  }
+  if (target == nullptr) {
+    return absl::NotFoundError(absl::StrCat("source version '", version.empty() ? "HEAD" : version,
+                                            "' not found in the repository"));
+  }
+  git_object* raw_commit = nullptr;
+  if (git_object_peel(&raw_commit, target.get(), GIT_OBJECT_COMMIT) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("source version '", version, "' is not a commit"));
+  }
+  Object commit(raw_commit);
+  git_checkout_options checkout_opts = GIT_CHECKOUT_OPTIONS_INIT;
+  checkout_opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+  if (git_checkout_tree(repo.get(), commit.get(), &checkout_opts) != 0 ||
+      git_repository_set_head_detached(repo.get(), git_object_id(commit.get())) != 0) {
+    return absl::InternalError(absl::StrCat("git checkout failed: ", LastGitError()));
+  }
+  return std::string(git_oid_tostr_s(git_object_id(commit.get())));
+}
+
+}  // namespace kiln::agent

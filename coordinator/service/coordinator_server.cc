@@ -1,0 +1,150 @@
+#include "coordinator/service/coordinator_server.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "coordinator/http/http_server.h"
+#include "coordinator/http/webhook.h"
+#include "coordinator/logs/log_store.h"
+#include "coordinator/params/parameter_store.h"
+#include "coordinator/service/services.h"
+#include "coordinator/store/rocksdb_store.h"
+#include "grpcpp/grpcpp.h"
+
+namespace kiln::coordinator {
+
+namespace {
+
+// Webhook deliveries start builds through the controller.
+class ControllerWebhookBackend final : public WebhookBackend {
+ public:
+  explicit ControllerWebhookBackend(BuildController* c) : c_(c) {}
+  absl::StatusOr<std::vector<kiln::v1::Project>> ListProjects() override { return c_->ListProjects(); }
+  absl::StatusOr<std::string> GetSecret(const std::string& name) override {
+    return c_->GetParameterValue(name);
+  }
+  absl::StatusOr<std::string> StartBuild(const kiln::v1::Project& project, const std::string& version,
+                                         const kiln::v1::WebhookTrigger& trigger) override {
+    kiln::v1::StartBuildRequest req;
+    req.set_project_name(project.name());
+    req.set_source_version(version);
+    req.set_initiator("webhook/github");
+    KILN_ASSIGN_OR_RETURN(kiln::v1::Build b, c_->StartBuild(req, &trigger));
+    return b.id();
+  }
+
+ private:
+  BuildController* c_;
+};
+
+}  // namespace
+
+struct CoordinatorServer::Impl {
+  std::unique_ptr<RocksDbStore> store;
+  std::unique_ptr<LogStore> logs;
+  std::unique_ptr<ParameterStore> params;
+  std::unique_ptr<AgentServiceImpl> agent_service;
+  std::unique_ptr<KilnServiceImpl> kiln_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<ControllerWebhookBackend> webhook_backend;
+  std::unique_ptr<WebhookProcessor> webhooks;
+  std::unique_ptr<HttpServer> http;
+  absl::Notification stop_ticker;
+  std::thread ticker;
+  bool shut_down = false;
+};
+
+CoordinatorServer::CoordinatorServer() : impl_(new Impl) {}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+int CoordinatorServer::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const Options& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir + "/logs", ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create data dir ", options.data_dir, ": ", ec.message()));
+  }
+  ::chmod(options.data_dir.c_str(), 0700);
+  std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
+  Impl& impl = *s->impl_;
+  RocksDbStore::Options store_options;
+  store_options.path = options.data_dir + "/db";
+  store_options.sync = options.sync_writes;
+  KILN_ASSIGN_OR_RETURN(impl.store, RocksDbStore::Open(store_options));
+  KILN_ASSIGN_OR_RETURN(impl.logs, LogStore::Open(impl.store.get(), options.data_dir + "/logs"));
+  KILN_ASSIGN_OR_RETURN(impl.params,
+                        ParameterStore::Create(impl.store.get(), options.data_dir + "/secret.key"));
+  BuildController::Options copts;
+  copts.store = impl.store.get();
+  copts.logs = impl.logs.get();
+  copts.params = impl.params.get();
+  copts.heartbeat_interval_millis = options.heartbeat_interval_millis;
+  copts.lease_millis = options.lease_millis;
+  KILN_ASSIGN_OR_RETURN(s->controller_, BuildController::Create(copts));
+
+  impl.agent_service = std::make_unique<AgentServiceImpl>(s->controller_.get());
+  impl.kiln_service = std::make_unique<KilnServiceImpl>(s->controller_.get());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &s->grpc_port_);
+  builder.RegisterService(impl.agent_service.get());
+  builder.RegisterService(impl.kiln_service.get());
+  // Agents ping every 20 s with no calls in flight; allow it (grpc doc/keepalive.md).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.SetMaxReceiveMessageSize(4 << 20);
+  impl.grpc_server = builder.BuildAndStart();
+  if (impl.grpc_server == nullptr || s->grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));
+  }
+
+  if (!options.http_listen.empty()) {
+    impl.webhook_backend = std::make_unique<ControllerWebhookBackend>(s->controller_.get());
+    impl.webhooks = std::make_unique<WebhookProcessor>(impl.webhook_backend.get());
+    HttpServer::Options hopts;
+    hopts.listen = options.http_listen;
+    HttpServer::Handlers handlers;
+    WebhookProcessor* webhooks = impl.webhooks.get();
+    BuildController* controller = s->controller_.get();
+    handlers.github_webhook = [webhooks](const std::map<std::string, std::string>& h,
+                                         std::string_view body) { return webhooks->HandleGitHub(h, body); };
+    handlers.metrics = [controller] { return controller->MetricsText(); };
+    handlers.healthy = [controller] { return controller->Healthy(); };
+    KILN_ASSIGN_OR_RETURN(impl.http, HttpServer::Start(hopts, std::move(handlers)));
+  }
+
+  BuildController* controller = s->controller_.get();
+  const int64_t tick = options.tick_interval_millis;
+  impl.ticker = std::thread([&impl, controller, tick] {
+    while (!impl.stop_ticker.WaitForNotificationWithTimeout(absl::Milliseconds(tick))) {
+      controller->Tick();
+    }
+  });
+  KILN_LOG(INFO) << "coordinator listening: gRPC 127.0.0.1:" << s->grpc_port_
+                 << (impl.http ? absl::StrCat(", HTTP port ", impl.http->port()) : std::string());
+  return s;
+}
+
+void CoordinatorServer::Shutdown() {
+  Impl& impl = *impl_;
+  if (impl.shut_down) return;
+  impl.shut_down = true;
+  if (impl.http) impl.http->Stop();
+  if (impl.grpc_server) impl.grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  if (impl.ticker.joinable()) {
+    impl.stop_ticker.Notify();
+    impl.ticker.join();
+  }
+  if (impl.grpc_server) impl.grpc_server->Wait();
+}
+
+}  // namespace kiln::coordinator

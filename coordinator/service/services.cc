@@ -1,0 +1,301 @@
+#include "coordinator/service/services.h"
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+
+namespace kiln::coordinator {
+
+using common::ToGrpcStatus;
+
+namespace {
+
+// One agent's Connect stream.
+class AgentSession final
+    : public grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>,
+      public AgentConnection {
+ public:
+  explicit AgentSession(BuildController* controller) : controller_(controller) { StartRead(&in_); }
+
+  void Send(const kiln::v1::CoordinatorMessage& msg) override {
+    absl::MutexLock l(&mu_);
+    if (closing_) return;
+    out_.push_back(msg);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Close(grpc::Status::OK);
+      return;
+    }
+    if (agent_id_.empty()) {
+      if (in_.kind_case() != kiln::v1::AgentMessage::kHello) {
+        Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be AgentHello"));
+        return;
+      }
+      absl::Status s = controller_->AgentConnected(in_.hello(), this);
+      if (!s.ok()) {
+        KILN_LOG(WARNING) << "agent hello refused: " << s;
+        Close(ToGrpcStatus(s));
+        return;
+      }
+      agent_id_ = in_.hello().agent_id();
+    } else {
+      controller_->HandleAgentMessage(agent_id_, in_);
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    out_.pop_front();
+    if (!ok) {
+      out_.clear();
+      closing_ = true;
+    }
+    if (!out_.empty() && !closing_) {
+      StartWrite(&out_.front());
+      return;
+    }
+    writing_ = false;
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // The stream is over from our side: stop taking messages from the controller, then finish once no
+  // write is in flight.
+  void Close(grpc::Status status) {
+    if (!agent_id_.empty()) controller_->AgentDisconnected(agent_id_, this);
+    absl::MutexLock l(&mu_);
+    closing_ = true;
+    final_status_ = std::move(status);
+    close_requested_ = true;
+    MaybeFinishLocked();
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (close_requested_ && !writing_ && !finished_) {
+      finished_ = true;
+      Finish(final_status_);
+    }
+  }
+
+  BuildController* const controller_;
+  kiln::v1::AgentMessage in_;  // touched only by the read chain
+  std::string agent_id_;       // touched only by the read chain
+  absl::Mutex mu_;
+  std::deque<kiln::v1::CoordinatorMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// StreamBuildLogs: sends build snapshots when the phase or status changed, and log bytes in order.
+class LogStreamReactor final : public grpc::ServerWriteReactor<kiln::v1::StreamBuildLogsResponse> {
+ public:
+  LogStreamReactor(BuildController* controller, const kiln::v1::StreamBuildLogsRequest& req)
+      : controller_(controller), id_(req.build_id()), offset_(std::max<int64_t>(0, req.offset())),
+        follow_(req.follow()) {
+    auto watch = controller_->Watch(id_, [this] { Poke(); });
+    absl::MutexLock l(&mu_);
+    if (!watch.ok()) {
+      finished_ = true;
+      Finish(ToGrpcStatus(watch.status()));
+      return;
+    }
+    watch_ = *std::move(watch);
+    NextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    NextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    watch_.reset();  // no callback runs after this returns
+    delete this;
+  }
+
+ private:
+  void Poke() {
+    absl::MutexLock l(&mu_);
+    if (!writing_) NextLocked();
+  }
+
+  void FinishLocked(grpc::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(std::move(s));
+  }
+
+  // REQUIRES: no write in flight.
+  void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    auto build = controller_->GetBuild(id_);
+    if (!build.ok()) {
+      FinishLocked(ToGrpcStatus(build.status()));
+      return;
+    }
+    std::string signature = absl::StrCat(build->current_phase(), "/", build->build_status(), "/",
+                                         build->phases_size(), "/", build->build_complete());
+    if (signature != last_signature_) {
+      last_signature_ = signature;
+      resp_.Clear();
+      *resp_.mutable_build() = *build;
+      writing_ = true;
+      StartWrite(&resp_);
+      return;
+    }
+    auto data = controller_->ReadLog(id_, offset_, 64 << 10);
+    if (data.ok() && !data->empty()) {
+      offset_ += static_cast<int64_t>(data->size());
+      resp_.Clear();
+      resp_.set_data(*std::move(data));
+      writing_ = true;
+      StartWrite(&resp_);
+      return;
+    }
+    if (build->build_complete() || !follow_) FinishLocked(grpc::Status::OK);
+    // Otherwise wait for the next Poke().
+  }
+
+  BuildController* const controller_;
+  const std::string id_;
+  absl::Mutex mu_;
+  int64_t offset_ ABSL_GUARDED_BY(mu_);
+  const bool follow_;
+  std::unique_ptr<BuildWatch> watch_;
+  std::string last_signature_ ABSL_GUARDED_BY(mu_);
+  kiln::v1::StreamBuildLogsResponse resp_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+template <typename T, typename F>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result, F fill) {
+  auto* reactor = ctx->DefaultReactor();
+  if (result.ok()) fill(*std::move(result));
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+}  // namespace
+
+// ---- AgentService ----
+
+grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* AgentServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
+  return new AgentSession(controller_);
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::GetBuildParameters(
+    grpc::CallbackServerContext* ctx, const kiln::v1::GetBuildParametersRequest* req,
+    kiln::v1::GetBuildParametersResponse* resp) {
+  return Unary(ctx, controller_->GetBuildParameters(*req), [&](auto r) { *resp = std::move(r); });
+}
+
+// ---- KilnService ----
+
+grpc::ServerUnaryReactor* KilnServiceImpl::PutProject(grpc::CallbackServerContext* ctx,
+                                                      const kiln::v1::PutProjectRequest* req,
+                                                      kiln::v1::PutProjectResponse* resp) {
+  return Unary(ctx, controller_->PutProject(req->project()),
+               [&](auto p) { *resp->mutable_project() = std::move(p); });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::ListProjects(grpc::CallbackServerContext* ctx,
+                                                        const kiln::v1::ListProjectsRequest* req,
+                                                        kiln::v1::ListProjectsResponse* resp) {
+  return Unary(ctx, controller_->ListProjects(), [&](auto ps) {
+    for (auto& p : ps) *resp->add_projects() = std::move(p);
+  });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::GetProject(grpc::CallbackServerContext* ctx,
+                                                      const kiln::v1::GetProjectRequest* req,
+                                                      kiln::v1::GetProjectResponse* resp) {
+  return Unary(ctx, controller_->GetProject(req->name()),
+               [&](auto p) { *resp->mutable_project() = std::move(p); });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::StartBuild(grpc::CallbackServerContext* ctx,
+                                                      const kiln::v1::StartBuildRequest* req,
+                                                      kiln::v1::StartBuildResponse* resp) {
+  return Unary(ctx, controller_->StartBuild(*req),
+               [&](auto b) { *resp->mutable_build() = std::move(b); });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::GetBuild(grpc::CallbackServerContext* ctx,
+                                                    const kiln::v1::GetBuildRequest* req,
+                                                    kiln::v1::GetBuildResponse* resp) {
+  return Unary(ctx, controller_->GetBuild(req->id()),
+               [&](auto b) { *resp->mutable_build() = std::move(b); });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::ListBuilds(grpc::CallbackServerContext* ctx,
+                                                      const kiln::v1::ListBuildsRequest* req,
+                                                      kiln::v1::ListBuildsResponse* resp) {
+  return Unary(ctx, controller_->ListBuilds(req->project_name(), req->page_size()), [&](auto bs) {
+    for (auto& b : bs) *resp->add_builds() = std::move(b);
+  });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::StopBuild(grpc::CallbackServerContext* ctx,
+                                                     const kiln::v1::StopBuildRequest* req,
+                                                     kiln::v1::StopBuildResponse* resp) {
+  return Unary(ctx, controller_->StopBuild(req->id()),
+               [&](auto b) { *resp->mutable_build() = std::move(b); });
+}
+
+grpc::ServerWriteReactor<kiln::v1::StreamBuildLogsResponse>* KilnServiceImpl::StreamBuildLogs(
+    grpc::CallbackServerContext* ctx, const kiln::v1::StreamBuildLogsRequest* req) {
+  return new LogStreamReactor(controller_, *req);
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::PutParameter(grpc::CallbackServerContext* ctx,
+                                                        const kiln::v1::PutParameterRequest* req,
+                                                        kiln::v1::PutParameterResponse* resp) {
+  return Unary(ctx, controller_->PutParameter(*req), [&](int64_t v) { resp->set_version(v); });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::ListParameters(grpc::CallbackServerContext* ctx,
+                                                          const kiln::v1::ListParametersRequest* req,
+                                                          kiln::v1::ListParametersResponse* resp) {
+  return Unary(ctx, controller_->ListParameters(), [&](auto ps) {
+    for (auto& p : ps) *resp->add_parameters() = std::move(p);
+  });
+}
+
+grpc::ServerUnaryReactor* KilnServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
+                                                      const kiln::v1::ListAgentsRequest* req,
+                                                      kiln::v1::ListAgentsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  for (auto& a : controller_->ListAgents()) *resp->add_agents() = std::move(a);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace kiln::coordinator

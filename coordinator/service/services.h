@@ -1,0 +1,63 @@
+// gRPC adapters over the BuildController: a thin layer that turns calls and stream messages into
+// controller calls and controller output into messages (laminar rpc.cpp style). Reactions never block:
+// the controller only takes its mutex and writes to the local store.
+//
+// Stream discipline (one ServerBidiReactor per agent): one read in flight at all times; outbound
+// messages queued and written one at a time from OnWriteDone; the reactor deletes itself in OnDone.
+#ifndef KILN_COORDINATOR_SERVICE_SERVICES_H_
+#define KILN_COORDINATOR_SERVICE_SERVICES_H_
+
+#include "coordinator/builds/build_controller.h"
+#include "kiln/v1/agent.grpc.pb.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+
+namespace kiln::coordinator {
+
+// kiln.v1.AgentService. `controller` must outlive the service and the server it is registered with.
+class AgentServiceImpl final : public kiln::v1::AgentService::CallbackService {
+ public:
+  explicit AgentServiceImpl(BuildController* controller) : controller_(controller) {}
+  grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* Connect(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* GetBuildParameters(grpc::CallbackServerContext* context,
+                                               const kiln::v1::GetBuildParametersRequest* request,
+                                               kiln::v1::GetBuildParametersResponse* response) override;
+
+ private:
+  BuildController* controller_;
+};
+
+// kiln.v1.KilnService. `controller` must outlive the service and the server it is registered with.
+class KilnServiceImpl final : public kiln::v1::KilnService::CallbackService {
+ public:
+  explicit KilnServiceImpl(BuildController* controller) : controller_(controller) {}
+  grpc::ServerUnaryReactor* PutProject(grpc::CallbackServerContext*, const kiln::v1::PutProjectRequest*,
+                                       kiln::v1::PutProjectResponse*) override;
+  grpc::ServerUnaryReactor* ListProjects(grpc::CallbackServerContext*, const kiln::v1::ListProjectsRequest*,
+                                         kiln::v1::ListProjectsResponse*) override;
+  grpc::ServerUnaryReactor* GetProject(grpc::CallbackServerContext*, const kiln::v1::GetProjectRequest*,
+                                       kiln::v1::GetProjectResponse*) override;
+  grpc::ServerUnaryReactor* StartBuild(grpc::CallbackServerContext*, const kiln::v1::StartBuildRequest*,
+                                       kiln::v1::StartBuildResponse*) override;
+  grpc::ServerUnaryReactor* GetBuild(grpc::CallbackServerContext*, const kiln::v1::GetBuildRequest*,
+                                     kiln::v1::GetBuildResponse*) override;
+  grpc::ServerUnaryReactor* ListBuilds(grpc::CallbackServerContext*, const kiln::v1::ListBuildsRequest*,
+                                       kiln::v1::ListBuildsResponse*) override;
+  grpc::ServerUnaryReactor* StopBuild(grpc::CallbackServerContext*, const kiln::v1::StopBuildRequest*,
+                                      kiln::v1::StopBuildResponse*) override;
+  grpc::ServerWriteReactor<kiln::v1::StreamBuildLogsResponse>* StreamBuildLogs(
+      grpc::CallbackServerContext*, const kiln::v1::StreamBuildLogsRequest*) override;
+  grpc::ServerUnaryReactor* PutParameter(grpc::CallbackServerContext*, const kiln::v1::PutParameterRequest*,
+                                         kiln::v1::PutParameterResponse*) override;
+  grpc::ServerUnaryReactor* ListParameters(grpc::CallbackServerContext*, const kiln::v1::ListParametersRequest*,
+                                           kiln::v1::ListParametersResponse*) override;
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext*, const kiln::v1::ListAgentsRequest*,
+                                       kiln::v1::ListAgentsResponse*) override;
+
+ private:
+  BuildController* controller_;
+};
+
+}  // namespace kiln::coordinator
+
+#endif  // KILN_COORDINATOR_SERVICE_SERVICES_H_

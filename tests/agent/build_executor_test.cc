@@ -1,0 +1,705 @@
+#include "agent/executor/build_executor.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "agent/executor/process_tree.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/agent/test_repo.h"
+
+namespace kiln::agent {
+namespace {
+
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using kiln::v1::BuildPhaseType;
+using kiln::v1::BuildStatus;
+using kiln::v1::PhaseResult;
+
+constexpr auto INSTALL = BuildPhaseType::INSTALL;
+constexpr auto PRE_BUILD = BuildPhaseType::PRE_BUILD;
+constexpr auto BUILD = BuildPhaseType::BUILD;
+constexpr auto POST_BUILD = BuildPhaseType::POST_BUILD;
+constexpr auto FINALIZING = BuildPhaseType::FINALIZING;
+
+// True if process `pid` is gone or a zombie.
+bool ProcessDead(int pid) {
+  const std::string stat = testing::ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
+  return stat.empty() || stat.find(") Z ") != std::string::npos;
+}
+
+class BuildExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(BecomeChildSubreaper().ok());
+    job_.set_build_id("proj:0f8fad5b-d9cb-469f-a165-70867728950e");
+    job_.set_build_number(7);
+    job_.set_project_name("proj");
+    job_.mutable_source()->set_type("git");
+    job_.mutable_source()->set_location(repo_.dir());
+    job_.mutable_source()->set_branch("main");
+    job_.set_initiator("kiln-cli");
+    job_.set_start_time_unix_millis(1700000000123);
+    options_.work_dir = dir_.path() + "/work";
+    options_.output = [this](std::string_view bytes) {
+      absl::MutexLock lock(&mu_);
+      EXPECT_LE(bytes.size(), 64u * 1024);
+      output_.append(bytes);
+      if (!wait_for_.empty() && output_.find(wait_for_) != std::string::npos && !seen_.HasBeenNotified()) {
+        seen_.Notify();
+      }
+    };
+  }
+
+  // Commits `buildspec` (if not empty) as buildspec.yml, creates the executor and runs PROVISIONING
+  // and DOWNLOAD_SOURCE; returns the DOWNLOAD_SOURCE result.
+  PhaseResult Prepare(const std::string& buildspec) {
+    if (!buildspec.empty()) repo_.Write("buildspec.yml", buildspec);
+    commit_ = repo_.Commit("buildspec");
+    auto executor = BuildExecutor::Create(job_, options_);
+    EXPECT_TRUE(executor.ok()) << executor.status();
+    if (!executor.ok()) return PhaseResult();
+    executor_ = std::move(*executor);
+    EXPECT_EQ(Run(BuildPhaseType::PROVISIONING).status(), BuildStatus::SUCCEEDED);
+    return Run(BuildPhaseType::DOWNLOAD_SOURCE);
+  }
+
+  // Prepare() that must succeed.
+  void PrepareOk(const std::string& buildspec) {
+    const PhaseResult r = Prepare(buildspec);
+    ASSERT_EQ(r.status(), BuildStatus::SUCCEEDED) << r.DebugString() << Output();
+  }
+
+  PhaseResult Run(BuildPhaseType::Value phase, bool succeeding = true) {
+    return executor_->RunPhase(phase, succeeding);
+  }
+
+  std::string Output() {
+    absl::MutexLock lock(&mu_);
+    return output_;
+  }
+
+  // The output without Kiln's own "[Container] ..." lines.
+  std::string UserOutput() {
+    std::string out;
+    for (absl::string_view line : absl::StrSplit(Output(), '\n')) {
+      if (!absl::StartsWith(line, "[Container] ") && !line.empty()) absl::StrAppend(&out, line, "\n");
+    }
+    return out;
+  }
+
+  testing::TempDir dir_;
+  testing::TestRepo repo_{dir_.path() + "/repo"};
+  kiln::v1::BuildJob job_;
+  BuildExecutor::Options options_;
+  std::string commit_;
+  std::unique_ptr<BuildExecutor> executor_;
+  absl::Mutex mu_;
+  std::string output_ ABSL_GUARDED_BY(mu_);
+  std::string wait_for_;  // set before the phase starts
+  absl::Notification seen_;
+};
+
+TEST_F(BuildExecutorTest, CdPersistsAcrossCommandsAndPhases) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  install:
+    commands:
+      - mkdir -p a/b
+      - cd a
+  pre_build:
+    commands:
+      - cd b
+  build:
+    commands:
+      - echo "cwd=$(pwd)"
+)yaml");
+  for (auto phase : {INSTALL, PRE_BUILD, BUILD}) EXPECT_EQ(Run(phase).status(), BuildStatus::SUCCEEDED);
+  EXPECT_THAT(Output(), HasSubstr("cwd=" + executor_->source_dir() + "/a/b\n"));
+  EXPECT_THAT(Output(), HasSubstr("Moving to directory " + executor_->source_dir() + "\n"));
+}
+
+TEST_F(BuildExecutorTest, ExportsAndPlainAssignmentsPersist) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  pre_build:
+    commands:
+      - export FOO=bar
+      - PLAIN=qux
+  build:
+    commands:
+      - echo "$FOO-$PLAIN"
+)yaml");
+  EXPECT_EQ(Run(PRE_BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "bar-qux\n");
+}
+
+TEST_F(BuildExecutorTest, ExitFailsTheCommandAndLaterPhasesKeepCwdAndEnvironment) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  pre_build:
+    commands:
+      - mkdir d && cd d
+      - export KEPT=yes
+  build:
+    commands:
+      - exit 3
+      - echo skipped
+  post_build:
+    commands:
+      - echo "pwd=$PWD kept=$KEPT succeeding=$CODEBUILD_BUILD_SUCCEEDING"
+)yaml");
+  EXPECT_EQ(Run(PRE_BUILD).status(), BuildStatus::SUCCEEDED);
+  const PhaseResult build = Run(BUILD);
+  EXPECT_EQ(build.status(), BuildStatus::FAILED);
+  ASSERT_EQ(build.contexts_size(), 1);
+  EXPECT_EQ(build.contexts(0).status_code(), "COMMAND_EXECUTION_ERROR");
+  EXPECT_EQ(build.contexts(0).message(), "Error while executing command: exit 3. Reason: exit status 3");
+  EXPECT_FALSE(build.skip_to_finalizing());
+  EXPECT_EQ(Run(POST_BUILD, /*succeeding=*/false).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "pwd=" + executor_->source_dir() + "/d kept=yes succeeding=0\n");
+  EXPECT_THAT(Output(), ContainsRegex("\\[Container\\] [0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\\."
+                                      "[0-9]{6} Command did not exit successfully exit 3 exit status 3\n"));
+  EXPECT_THAT(Output(), HasSubstr("Phase complete: BUILD State: FAILED\n"));
+  EXPECT_THAT(Output(), HasSubstr("Phase context status code: COMMAND_EXECUTION_ERROR Message: Error while "
+                                  "executing command: exit 3. Reason: exit status 3\n"));
+}
+
+TEST_F(BuildExecutorTest, SetEDoesNotCarryButKillsItsOwnCommand) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - set -e -o pipefail
+      - false; echo survived
+  post_build:
+    commands:
+      - set -e; false; echo never
+      - echo after
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  const PhaseResult post = Run(POST_BUILD);
+  EXPECT_EQ(post.status(), BuildStatus::FAILED);
+  EXPECT_EQ(post.contexts(0).message(), "Error while executing command: set -e; false; echo never. Reason: exit status 1");
+  EXPECT_EQ(UserOutput(), "survived\n");
+}
+
+TEST_F(BuildExecutorTest, MultiLineCommandIsJudgedByItsLastLine) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - |
+        false
+        echo last-line-wins
+  post_build:
+    commands:
+      - |
+        true
+        false
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::FAILED);
+}
+
+TEST_F(BuildExecutorTest, FailingCommandSkipsTheRestAndFinallyStillRuns) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - echo one
+      - sh -c 'exit 4'
+      - echo two
+    finally:
+      - echo cleanup
+)yaml");
+  const PhaseResult r = Run(BUILD);
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).message(), "Error while executing command: sh -c 'exit 4'. Reason: exit status 4");
+  EXPECT_EQ(UserOutput(), "one\ncleanup\n");
+  EXPECT_THAT(Output(), HasSubstr("Running command echo cleanup\n"));
+}
+
+TEST_F(BuildExecutorTest, FailingFinallyFailsThePhase) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - echo ok
+    finally:
+      - "false"
+      - echo not-run
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::FAILED);
+  EXPECT_EQ(UserOutput(), "ok\n");
+}
+
+TEST_F(BuildExecutorTest, StdinReadingCommandsDoNotHangOrEatCommands) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - cat
+      - read line || echo "read got EOF"
+      - echo done
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "read got EOF\ndone\n");
+}
+
+TEST_F(BuildExecutorTest, OutputIsByteExactAndInOrder) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - printf 'no-newline'
+      - printf 'a\tb\n'; printf 'err\n' >&2; printf 'c'
+      - head -c 200000 /dev/zero | tr '\0' 'z'
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  const std::string out = Output();
+  EXPECT_THAT(out, ContainsRegex("Running command printf 'no-newline'\nno-newline\n\\[Container\\] "));
+  EXPECT_THAT(out, ContainsRegex("\na\tb\nerr\nc\n\\[Container\\] "));
+  EXPECT_THAT(out, HasSubstr("\n" + std::string(200000, 'z') + "\n[Container] "));
+}
+
+TEST_F(BuildExecutorTest, ShellKilledBySignalFailsCommandAndNextCommandRuns) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - export A=1; kill -9 $$
+  post_build:
+    commands:
+      - echo "A=${A-unset}"
+)yaml");
+  const PhaseResult r = Run(BUILD);
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("exit status 137"));
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "A=unset\n");  // the state saved before the killed command
+}
+
+TEST_F(BuildExecutorTest, TimeoutKillsTheProcessTreePromptly) {
+  job_.set_timeout_millis(1500);
+  const absl::Time created = absl::Now();
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - sleep 1000 & echo $! > sleep.pid; wait
+)yaml");
+  const PhaseResult r = Run(BUILD);
+  EXPECT_GE(absl::Now() - created, absl::Milliseconds(1500));
+  EXPECT_LT(absl::Now() - created, absl::Milliseconds(1500 + 1000));  // killed within ~1 s
+  EXPECT_EQ(r.status(), BuildStatus::TIMED_OUT);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "BUILD_TIMED_OUT");
+  EXPECT_EQ(r.contexts(0).message(), "Build has timed out. ");
+  EXPECT_THAT(Output(), HasSubstr("Phase complete: BUILD State: TIMED_OUT\n"));
+  EXPECT_TRUE(ProcessDead(std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"))));
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::TIMED_OUT);
+  EXPECT_EQ(Run(FINALIZING).status(), BuildStatus::SUCCEEDED);
+}
+
+TEST_F(BuildExecutorTest, StopKillsTheRunningPhasePromptly) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - sleep 1000 & echo $! > sleep.pid; echo started; wait
+)yaml");
+  wait_for_ = "started\n";
+  PhaseResult r;
+  std::thread runner([&] { r = Run(BUILD); });
+  seen_.WaitForNotification();
+  const absl::Time start = absl::Now();
+  executor_->Stop(BuildStatus::STOPPED, "Stopped by user alice");
+  runner.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_EQ(r.status(), BuildStatus::STOPPED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "BUILD_STOPPED");
+  EXPECT_EQ(r.contexts(0).message(), "Stopped by user alice");
+  EXPECT_TRUE(ProcessDead(std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"))));
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::STOPPED);
+}
+
+TEST_F(BuildExecutorTest, OrphansOfTheBuildAreReaped) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - (true & echo $! > orphan.pid)
+      - until [ "$(cut -d' ' -f3 /proc/$(cat orphan.pid)/stat)" = Z ]; do :; done
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  const std::string pid = testing::ReadFileOrEmpty(executor_->source_dir() + "/orphan.pid");
+  ASSERT_FALSE(pid.empty());
+  EXPECT_FALSE(std::filesystem::exists("/proc/" + pid.substr(0, pid.size() - 1)));
+}
+
+TEST_F(BuildExecutorTest, StopBeforeAPhaseMakesItReturnTheStopStatus) {
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n      - touch ran\n");
+  executor_->Stop(BuildStatus::FAULT, "agent shutting down");
+  const PhaseResult r = Run(BUILD);
+  EXPECT_EQ(r.status(), BuildStatus::FAULT);
+  EXPECT_EQ(r.contexts(0).message(), "agent shutting down");
+  EXPECT_FALSE(std::filesystem::exists(executor_->source_dir() + "/ran"));
+}
+
+TEST_F(BuildExecutorTest, ParameterValuesAreSetAndMaskedAcrossChunks) {
+  repo_.Write("secret.txt", "pre-s3cr3t-value-post\n");
+  std::vector<std::string> asked;
+  int calls = 0;
+  options_.resolve_parameters = [&](const std::vector<std::string>& names)
+      -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> {
+    ++calls;
+    asked = names;
+    kiln::v1::GetBuildParametersResponse resp;
+    auto* p = resp.add_parameters();
+    p->set_name("/ci/token");
+    p->set_value("s3cr3t-value");
+    p->set_mask(true);
+    p = resp.add_parameters();
+    p->set_name("/ci/region");
+    p->set_value("eu-west-1");
+    return resp;
+  };
+  auto* v = job_.add_environment_variables();
+  v->set_name("REGION");
+  v->set_value("/ci/region");
+  v->set_type(kiln::v1::EnvironmentVariable::PARAMETER_STORE);
+  PrepareOk(R"yaml(version: 0.2
+env:
+  parameter-store:
+    TOKEN: /ci/token
+phases:
+  build:
+    commands:
+      - printf 's3cr3t-'; printf 'value\n'
+      - echo "token=$TOKEN region=$REGION"
+      - cat secret.txt
+      - echo $TOKEN | tr -d '\n' | head -c 6
+)yaml");
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(asked, (std::vector<std::string>{"/ci/token", "/ci/region"}));
+  EXPECT_THAT(Output(), HasSubstr("Decrypting parameter store environment variables\n"));
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_THAT(Output(), Not(HasSubstr("s3cr3t-value")));
+  // The log line that echoes the command is masked too; a partial value at a command's end is not.
+  EXPECT_EQ(UserOutput(), "***\ntoken=*** region=eu-west-1\npre-***-post\ns3cr3t\n");
+}
+
+TEST_F(BuildExecutorTest, MissingParameterFailsDownloadSourceWithCodeBuildsContext) {
+  options_.resolve_parameters = [](const std::vector<std::string>& names)
+      -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> {
+    kiln::v1::GetBuildParametersResponse resp;
+    resp.add_missing("/ci/missing");
+    return resp;
+  };
+  const PhaseResult r = Prepare(R"yaml(version: 0.2
+env:
+  parameter-store:
+    X: /ci/missing
+phases:
+  build:
+    commands:
+      - echo hi
+)yaml");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "Decrypted Variables Error");
+  EXPECT_EQ(r.contexts(0).message(), "parameter does not exist: /ci/missing");
+  const std::string out = Output();
+  EXPECT_THAT(out, ContainsRegex("Processing environment variables\n.*Decrypting parameter store environment "
+                                 "variables\n"));
+  EXPECT_THAT(out, ContainsRegex("\\.[0-9]{6} Phase context status code: Decrypted Variables Error Message: "
+                                 "parameter does not exist: /ci/missing\n"));
+}
+
+TEST_F(BuildExecutorTest, ResolverErrorIsAFault) {
+  options_.resolve_parameters = [](const std::vector<std::string>&)
+      -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> { return absl::UnavailableError("down"); };
+  const PhaseResult r = Prepare("version: 0.2\nenv:\n  parameter-store:\n    X: /p\nphases:\n  build:\n    commands:\n      - echo\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAULT);
+  EXPECT_EQ(r.contexts(0).status_code(), "Decrypted Variables Error");
+}
+
+TEST_F(BuildExecutorTest, ChecksOutTheRequestedOlderCommit) {
+  repo_.Write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - cat version.txt\n");
+  repo_.Write("version.txt", "old\n");
+  const std::string old_commit = repo_.Commit("old");
+  repo_.Write("version.txt", "new\n");
+  job_.set_source_version(old_commit);
+  const PhaseResult r = Prepare("");  // commits "new" on main
+  ASSERT_EQ(r.status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_NE(commit_, old_commit);
+  EXPECT_EQ(r.resolved_source_version(), old_commit);
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "old\n");
+}
+
+TEST_F(BuildExecutorTest, ShortCommitIdResolvesToTheFullId) {
+  repo_.Write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - cat v.txt\n");
+  repo_.Write("v.txt", "first\n");
+  const std::string first = repo_.Commit("first");
+  repo_.Write("v.txt", "second\n");
+  job_.set_source_version(first.substr(0, 8));
+  const PhaseResult r = Prepare("");
+  ASSERT_EQ(r.status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(r.resolved_source_version(), first);
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "first\n");
+}
+
+TEST_F(BuildExecutorTest, UnknownSourceVersionFailsDownloadSource) {
+  job_.set_source_version("no-such-branch");
+  const PhaseResult r = Prepare("version: 0.2\nphases:\n  build:\n    commands:\n      - echo\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  EXPECT_EQ(r.contexts(0).status_code(), "CLIENT_ERROR");
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("no-such-branch"));
+}
+
+TEST_F(BuildExecutorTest, ProvidesCodeBuildAndKilnVariables) {
+  auto* w = job_.mutable_webhook();
+  w->set_event("PUSH");
+  w->set_head_ref("refs/heads/main");
+  w->set_trigger("branch/main");
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - env | grep -E '^(CODEBUILD|KILN)_' | sort
+)yaml");
+  EXPECT_EQ(Run(BUILD, /*succeeding=*/false).status(), BuildStatus::SUCCEEDED);
+  const std::string out = UserOutput();
+  for (const std::string prefix : {"CODEBUILD_", "KILN_"}) {
+    EXPECT_THAT(out, HasSubstr(prefix + "BUILD_ID=proj:0f8fad5b-d9cb-469f-a165-70867728950e\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "BUILD_NUMBER=7\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "SRC_DIR=" + executor_->source_dir() + "\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "SOURCE_VERSION=main\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "RESOLVED_SOURCE_VERSION=" + commit_ + "\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "START_TIME=1700000000123\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "INITIATOR=kiln-cli\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "SOURCE_REPO_URL=" + repo_.dir() + "\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "BUILD_SUCCEEDING=0\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "WEBHOOK_EVENT=PUSH\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "WEBHOOK_HEAD_REF=refs/heads/main\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "WEBHOOK_TRIGGER=branch/main\n"));
+  }
+  EXPECT_THAT(out, Not(HasSubstr("WEBHOOK_BASE_REF")));
+}
+
+TEST_F(BuildExecutorTest, EnvironmentLayersFollowCodeBuildPrecedence) {
+  setenv("KILN_TEST_AGENT_ONLY", "agent", 1);
+  setenv("KILN_TEST_LAYERED", "agent", 1);
+  auto* v = job_.add_environment_variables();
+  v->set_name("FROM_JOB");
+  v->set_value("job $HOME");
+  auto* o = job_.add_environment_variables();
+  o->set_name("OVERRIDDEN");
+  o->set_value("by-job");
+  PrepareOk(R"yaml(version: 0.2
+env:
+  variables:
+    KILN_TEST_LAYERED: buildspec
+    OVERRIDDEN: by-buildspec
+    LITERAL: "$PATH:/x"
+    KILN_BUILD_ID: user-value
+phases:
+  build:
+    commands:
+      - echo "$KILN_TEST_AGENT_ONLY|$KILN_TEST_LAYERED|$OVERRIDDEN|$FROM_JOB|$LITERAL|$KILN_BUILD_ID"
+)yaml");
+  unsetenv("KILN_TEST_AGENT_ONLY");
+  unsetenv("KILN_TEST_LAYERED");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "agent|buildspec|by-job|job $HOME|$PATH:/x|" + job_.build_id() + "\n");
+}
+
+TEST_F(BuildExecutorTest, AbortSkipsToFinalizingAndContinueDoesNot) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  pre_build:
+    on-failure: CONTINUE
+    commands:
+      - "false"
+  build:
+    on-failure: ABORT
+    commands:
+      - "false"
+)yaml");
+  const PhaseResult pre = Run(PRE_BUILD);
+  EXPECT_EQ(pre.status(), BuildStatus::FAILED);
+  EXPECT_FALSE(pre.skip_to_finalizing());
+  const PhaseResult build = Run(BUILD);
+  EXPECT_EQ(build.status(), BuildStatus::FAILED);
+  EXPECT_TRUE(build.skip_to_finalizing());
+}
+
+TEST_F(BuildExecutorTest, RetryRerunsThePhaseWhileTheErrorMatches) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    on-failure: RETRY-3-exit status 9
+    commands:
+      - echo run >> runs.txt
+      - test "$(wc -l < runs.txt)" -ge 3 || exit 9
+  post_build:
+    on-failure: RETRY-5-exit status 9
+    commands:
+      - echo run >> post.txt; exit 1
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(testing::ReadFileOrEmpty(executor_->source_dir() + "/runs.txt"), "run\nrun\nrun\n");
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::FAILED);  // exit status 1 does not match
+  EXPECT_EQ(testing::ReadFileOrEmpty(executor_->source_dir() + "/post.txt"), "run\n");
+}
+
+TEST_F(BuildExecutorTest, RetryGivesUpAfterTheCount) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    on-failure: RETRY-1
+    commands:
+      - echo run >> runs.txt; false
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::FAILED);
+  EXPECT_EQ(testing::ReadFileOrEmpty(executor_->source_dir() + "/runs.txt"), "run\nrun\n");
+}
+
+TEST_F(BuildExecutorTest, InstallLogsRuntimeSelection) {
+  PrepareOk("version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 3.11\n    commands:\n      - echo i\n");
+  EXPECT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED);
+  EXPECT_THAT(Output(), HasSubstr("Skipping install of runtimes. Runtime version selection is not supported by "
+                                  "this build image.\n"));
+}
+
+TEST_F(BuildExecutorTest, AbsentPhasesSucceedWithoutCommands) {
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n      - echo b\n");
+  const PhaseResult install = Run(INSTALL);
+  EXPECT_EQ(install.status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(install.contexts_size(), 0);
+  EXPECT_THAT(Output(), HasSubstr("No runtime version selected in buildspec.\n"));
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_THAT(Output(), HasSubstr("Phase complete: POST_BUILD State: SUCCEEDED\n"));
+  EXPECT_THAT(Output(), Not(HasSubstr("Running command")));
+}
+
+TEST_F(BuildExecutorTest, FinalizingCapturesExportedVariables) {
+  PrepareOk(R"yaml(version: 0.2
+env:
+  exported-variables:
+    - IMAGE_TAG
+    - PLAIN
+    - NEVER_SET
+phases:
+  build:
+    commands:
+      - export IMAGE_TAG="v1 'quoted'"
+      - PLAIN=$(echo plain)
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(Run(BuildPhaseType::UPLOAD_ARTIFACTS).status(), BuildStatus::SUCCEEDED);
+  const PhaseResult fin = Run(FINALIZING);
+  EXPECT_EQ(fin.status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(fin.exported_variables().size(), 2u);
+  EXPECT_EQ(fin.exported_variables().at("IMAGE_TAG"), "v1 'quoted'");
+  EXPECT_EQ(fin.exported_variables().at("PLAIN"), "plain");
+}
+
+TEST_F(BuildExecutorTest, Version01RunsEachCommandInAFreshShell) {
+  PrepareOk(R"yaml(version: 0.1
+phases:
+  build:
+    commands:
+      - cd / && export GONE=1
+      - echo "$PWD ${GONE-unset} $CODEBUILD_BUILD_SUCCEEDING"
+)yaml");
+  EXPECT_EQ(Run(BUILD, false).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), executor_->source_dir() + " unset 0\n");
+}
+
+TEST_F(BuildExecutorTest, BinShIsUsedWhenAsked) {
+  PrepareOk(R"yaml(version: 0.2
+env:
+  shell: /bin/sh
+phases:
+  build:
+    commands:
+      - cd /
+      - echo "${BASH_VERSION:-no-bash} $PWD"
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "no-bash /\n");
+}
+
+TEST_F(BuildExecutorTest, MissingBuildspecIsAYamlFileError) {
+  repo_.Write("README", "no buildspec here\n");
+  const PhaseResult r = Prepare("");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  EXPECT_EQ(r.contexts(0).status_code(), "YAML_FILE_ERROR");
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("buildspec.yml: no such file or directory"));
+  EXPECT_EQ(r.resolved_source_version(), commit_);
+}
+
+TEST_F(BuildExecutorTest, BuildspecOutsideTheSourceIsRejected) {
+  job_.mutable_source()->set_buildspec("../../etc/passwd");
+  const PhaseResult r = Prepare("version: 0.2\nphases:\n  build:\n    commands:\n      - echo\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  EXPECT_EQ(r.contexts(0).status_code(), "YAML_FILE_ERROR");
+}
+
+TEST_F(BuildExecutorTest, BuildspecParseErrorIsAYamlFileError) {
+  const PhaseResult r = Prepare("version: 0.2\nphases:\n  biuld:\n    commands:\n      - echo\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "YAML_FILE_ERROR");
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("biuld"));
+  EXPECT_THAT(Output(), HasSubstr("Phase context status code: YAML_FILE_ERROR Message: " + r.contexts(0).message()));
+}
+
+TEST_F(BuildExecutorTest, PhasesOutOfOrderOrUnsupportedAreFaults) {
+  auto executor = BuildExecutor::Create(job_, options_);
+  ASSERT_TRUE(executor.ok());
+  EXPECT_EQ((*executor)->RunPhase(BUILD, true).status(), BuildStatus::FAULT);
+  EXPECT_EQ((*executor)->RunPhase(BuildPhaseType::QUEUED, true).status(), BuildStatus::FAULT);
+  EXPECT_EQ((*executor)->RunPhase(static_cast<BuildPhaseType::Value>(99), true).status(), BuildStatus::FAULT);
+}
+
+TEST_F(BuildExecutorTest, CreateValidatesTheJobAndDestructorDeletesTheWorkspace) {
+  kiln::v1::BuildJob bad = job_;
+  bad.set_build_id("..");
+  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = job_;
+  bad.mutable_source()->clear_location();
+  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = job_;
+  bad.set_timeout_millis(-1);
+  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(), absl::StatusCode::kInvalidArgument);
+
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 1000 & echo $! > sleep.pid\n");
+  EXPECT_EQ(executor_->workspace_dir(), options_.work_dir + "/builds/proj_0f8fad5b-d9cb-469f-a165-70867728950e");
+  EXPECT_TRUE(std::filesystem::is_directory(executor_->workspace_dir() + "/tmp"));
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  const std::string workspace = executor_->workspace_dir();
+  const int pid = std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"));
+  EXPECT_FALSE(ProcessDead(pid));  // background processes outlive their command ...
+  executor_.reset();
+  EXPECT_TRUE(ProcessDead(pid));  // ... but not the build
+  EXPECT_FALSE(std::filesystem::exists(workspace));
+}
+
+}  // namespace
+}  // namespace kiln::agent

@@ -1,0 +1,400 @@
+#include "tools/cli/commands.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/project_yaml.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/client_context.h"
+
+namespace kiln::cli {
+namespace {
+
+using kiln::v1::Build;
+using kiln::v1::BuildPhase;
+using kiln::v1::BuildPhaseType;
+using kiln::v1::BuildStatus;
+using Row = std::vector<std::string>;
+
+// A context whose unary call ends `opts.deadline` from now.
+void SetDeadline(grpc::ClientContext& ctx, const CommandOptions& opts) {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + opts.deadline));
+}
+
+// Prints "kiln: NOT_FOUND: <message>" and returns the failure exit code.
+int RpcError(const grpc::Status& s, std::ostream& err) {
+  err << "kiln: " << absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) << ": "
+      << s.error_message() << "\n";
+  return kExitFailure;
+}
+
+// Columns separated by two spaces, each as wide as its widest cell; rows[0] is the header.
+void PrintTable(const std::vector<Row>& rows, std::ostream& out, const std::string& indent = "") {
+  std::vector<size_t> widths;
+  for (const Row& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const Row& row : rows) {
+    std::string line = indent;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    out << line << "\n";
+  }
+}
+
+const std::string& StatusName(BuildStatus::Value v) { return BuildStatus::Value_Name(v); }
+const std::string& PhaseName(BuildPhaseType::Value v) { return BuildPhaseType::Value_Name(v); }
+
+bool IsFinal(BuildStatus::Value v) {
+  return v != BuildStatus::UNKNOWN && v != BuildStatus::IN_PROGRESS;
+}
+
+absl::Time ToTime(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+bool IsSet(const google::protobuf::Timestamp& ts) { return ts.seconds() != 0 || ts.nanos() != 0; }
+
+std::string FormatUtc(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& ts) {
+  return IsSet(ts) ? FormatUtc(ToTime(ts)) : "-";
+}
+
+// end - start in milliseconds, or -1 if either is unset.
+int64_t ElapsedMillis(const google::protobuf::Timestamp& start, const google::protobuf::Timestamp& end) {
+  if (!IsSet(start) || !IsSet(end)) return -1;
+  return absl::ToInt64Milliseconds(ToTime(end) - ToTime(start));
+}
+
+int64_t PhaseMillis(const BuildPhase& p) {
+  if (p.duration_in_millis() != 0) return p.duration_in_millis();
+  return std::max<int64_t>(0, ElapsedMillis(p.start_time(), p.end_time()));
+}
+
+// "CODE: message; message2" of a phase's contexts, skipping empty ones.
+std::string ContextText(const BuildPhase& p) {
+  std::vector<std::string> parts;
+  for (const auto& c : p.contexts()) {
+    if (c.status_code().empty() && c.message().empty()) continue;
+    if (c.status_code().empty()) {
+      parts.push_back(c.message());
+    } else if (c.message().empty()) {
+      parts.push_back(c.status_code());
+    } else {
+      parts.push_back(absl::StrCat(c.status_code(), ": ", c.message()));
+    }
+  }
+  return absl::StrJoin(parts, "; ");
+}
+
+// "k=v,k2=v2", sorted by key (proto maps are unordered).
+std::string FormatLabels(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::vector<std::pair<std::string, std::string>> sorted(labels.begin(), labels.end());
+  std::sort(sorted.begin(), sorted.end());
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+}  // namespace
+
+std::string FormatDuration(int64_t millis) {
+  if (millis < 0) millis = 0;
+  if (millis < 60'000) return absl::StrFormat("%d.%ds", millis / 1000, (millis % 1000) / 100);
+  const int64_t secs = millis / 1000;
+  if (secs < 3600) return absl::StrFormat("%dm%02ds", secs / 60, secs % 60);
+  return absl::StrFormat("%dh%02dm", secs / 3600, (secs % 3600) / 60);
+}
+
+std::vector<ProgressEvent> DiffBuilds(const Build& before, const Build& after) {
+  std::vector<ProgressEvent> events;
+  for (int i = 0; i < after.phases_size(); ++i) {
+    const BuildPhase& p = after.phases(i);
+    if (p.phase_type() == BuildPhaseType::COMPLETED) continue;
+    // Phases are only ever appended, so the same index holds the same phase.
+    const bool existed = i < before.phases_size() && before.phases(i).phase_type() == p.phase_type();
+    if (!existed) {
+      events.push_back({.kind = ProgressEvent::Kind::kPhaseStarted, .phase = p.phase_type()});
+    }
+    if (IsFinal(p.phase_status()) && !(existed && IsFinal(before.phases(i).phase_status()))) {
+      events.push_back({.kind = ProgressEvent::Kind::kPhaseEnded,
+                        .phase = p.phase_type(),
+                        .status = p.phase_status(),
+                        .duration_millis = PhaseMillis(p),
+                        .detail = ContextText(p)});
+    }
+  }
+  if (after.build_complete() && !before.build_complete()) {
+    events.push_back({.kind = ProgressEvent::Kind::kBuildCompleted,
+                      .status = after.build_status(),
+                      .duration_millis = std::max<int64_t>(0, ElapsedMillis(after.start_time(), after.end_time())),
+                      .detail = after.id()});
+  }
+  return events;
+}
+
+std::string FormatProgressEvent(const ProgressEvent& e) {
+  switch (e.kind) {
+    case ProgressEvent::Kind::kPhaseStarted:
+      return absl::StrCat("==> ", PhaseName(e.phase), " started");
+    case ProgressEvent::Kind::kPhaseEnded: {
+      std::string line = absl::StrCat("==> ", PhaseName(e.phase), " ", StatusName(e.status), " in ",
+                                      FormatDuration(e.duration_millis));
+      if (e.status != BuildStatus::SUCCEEDED && !e.detail.empty()) absl::StrAppend(&line, ": ", e.detail);
+      return line;
+    }
+    case ProgressEvent::Kind::kBuildCompleted:
+      return absl::StrCat("==> build ", e.detail, " ", StatusName(e.status), " in ",
+                          FormatDuration(e.duration_millis));
+  }
+  return "";
+}
+
+int ProjectApply(Stub& stub, const ProjectApplyOptions& opts, std::ostream& out, std::ostream& err) {
+  std::ifstream file(opts.file, std::ios::binary);
+  if (!file) {
+    err << "kiln: cannot read " << opts.file << ": " << std::strerror(errno) << "\n";
+    return kExitFailure;
+  }
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  absl::StatusOr<kiln::v1::Project> project = common::ParseProjectYaml(text, opts.file);
+  if (!project.ok()) {
+    err << "kiln: " << project.status().message() << "\n";
+    return kExitFailure;
+  }
+  kiln::v1::PutProjectRequest req;
+  *req.mutable_project() = *std::move(project);
+  kiln::v1::PutProjectResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.PutProject(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  out << "project " << req.project().name() << " applied\n";
+  return kExitOk;
+}
+
+int ProjectList(Stub& stub, const CommandOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::ListProjectsResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.ListProjects(&ctx, {}, &resp); !s.ok()) return RpcError(s, err);
+  std::vector<Row> rows = {{"NAME", "SOURCE", "BRANCH", "LIMIT", "LABELS"}};
+  for (const auto& p : resp.projects()) {
+    std::string limit = p.concurrent_build_limit() == 0 ? "-" : absl::StrCat(p.concurrent_build_limit());
+    if (p.on_limit() == kiln::v1::OnLimit::REJECT) limit += " reject";
+    rows.push_back({p.name(), p.source().location(), p.source().branch(), limit, FormatLabels(p.agent_labels())});
+  }
+  PrintTable(rows, out);
+  return kExitOk;
+}
+
+int BuildLogs(Stub& stub, const BuildLogsOptions& opts, std::ostream& out, std::ostream& err) {
+  grpc::ClientContext ctx;
+  if (!opts.follow) SetDeadline(ctx, opts);
+  kiln::v1::StreamBuildLogsRequest req;
+  req.set_build_id(opts.build_id);
+  req.set_follow(opts.follow);
+  std::unique_ptr<grpc::ClientReaderInterface<kiln::v1::StreamBuildLogsResponse>> reader =
+      stub.StreamBuildLogs(&ctx, req);
+  Build last;
+  kiln::v1::StreamBuildLogsResponse resp;
+  while (reader->Read(&resp)) {
+    if (resp.kind_case() == kiln::v1::StreamBuildLogsResponse::kData) {
+      out.write(resp.data().data(), static_cast<std::streamsize>(resp.data().size()));
+      out.flush();
+    } else if (resp.kind_case() == kiln::v1::StreamBuildLogsResponse::kBuild) {
+      if (opts.follow) {
+        for (const ProgressEvent& e : DiffBuilds(last, resp.build())) err << FormatProgressEvent(e) << "\n";
+        err.flush();
+      }
+      last = std::move(*resp.mutable_build());
+    }
+  }
+  if (grpc::Status s = reader->Finish(); !s.ok()) return RpcError(s, err);
+  if (!opts.follow) return kExitOk;
+  if (!last.build_complete()) {
+    err << "kiln: log stream ended before build " << opts.build_id << " completed\n";
+    return kExitFailure;
+  }
+  return last.build_status() == BuildStatus::SUCCEEDED ? kExitOk : kExitFailure;
+}
+
+int BuildStart(Stub& stub, const BuildStartOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::StartBuildRequest req;
+  req.set_project_name(opts.project);
+  req.set_source_version(opts.source_version);
+  req.set_timeout_in_minutes_override(opts.timeout_minutes);
+  req.set_initiator("kiln-cli");
+  for (const std::string& kv : opts.env) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      err << "kiln: --env wants NAME=VALUE, got \"" << kv << "\"\n";
+      return kExitUsage;
+    }
+    kiln::v1::EnvironmentVariable* var = req.add_environment_variables_override();
+    var->set_name(kv.substr(0, eq));
+    var->set_value(kv.substr(eq + 1));
+    var->set_type(kiln::v1::EnvironmentVariable::PLAINTEXT);
+  }
+  kiln::v1::StartBuildResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.StartBuild(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  out << resp.build().id() << "\n";
+  out.flush();
+  if (!opts.follow) return kExitOk;
+  BuildLogsOptions logs;
+  logs.deadline = opts.deadline;
+  logs.build_id = resp.build().id();
+  logs.follow = true;
+  return BuildLogs(stub, logs, out, err);
+}
+
+int BuildGet(Stub& stub, const BuildGetOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::GetBuildRequest req;
+  req.set_id(opts.build_id);
+  kiln::v1::GetBuildResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.GetBuild(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  const Build& b = resp.build();
+  if (opts.json) {
+    google::protobuf::util::JsonPrintOptions json_opts;
+    json_opts.add_whitespace = true;
+    std::string json;
+    if (auto s = google::protobuf::util::MessageToJsonString(b, &json, json_opts); !s.ok()) {
+      err << "kiln: INTERNAL: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    out << json;
+    if (json.empty() || json.back() != '\n') out << "\n";
+    return kExitOk;
+  }
+  const int64_t elapsed = ElapsedMillis(b.start_time(), b.end_time());
+  std::vector<Row> summary = {
+      {"Build:", b.id()},
+      {"Number:", absl::StrCat(b.build_number())},
+      {"Project:", b.project_name()},
+      {"Status:", StatusName(b.build_status())},
+      {"Current phase:", PhaseName(b.current_phase())},
+      {"Source version:", b.source_version().empty() ? "-" : b.source_version()},
+      {"Resolved:", b.resolved_source_version().empty() ? "-" : b.resolved_source_version()},
+      {"Initiator:", b.initiator().empty() ? "-" : b.initiator()},
+      {"Started:", FormatTimestamp(b.start_time())},
+      {"Ended:", FormatTimestamp(b.end_time())},
+      {"Duration:", elapsed < 0 ? "-" : FormatDuration(elapsed)},
+      {"Phases:"},
+  };
+  PrintTable(summary, out);
+  std::vector<Row> phases;
+  for (const BuildPhase& p : b.phases()) {
+    const bool ended = IsFinal(p.phase_status()) || IsSet(p.end_time());
+    phases.push_back({PhaseName(p.phase_type()),
+                      p.phase_status() == BuildStatus::UNKNOWN ? "-" : StatusName(p.phase_status()),
+                      ended ? FormatDuration(PhaseMillis(p)) : "-", ContextText(p)});
+  }
+  PrintTable(phases, out, "  ");
+  return kExitOk;
+}
+
+int BuildList(Stub& stub, const BuildListOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::ListBuildsRequest req;
+  req.set_project_name(opts.project);
+  kiln::v1::ListBuildsResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.ListBuilds(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  std::vector<Row> rows = {{"ID", "NUMBER", "STATUS", "PHASE", "SOURCE", "STARTED", "DURATION"}};
+  for (const Build& b : resp.builds()) {
+    const int64_t elapsed = ElapsedMillis(b.start_time(), b.end_time());
+    const std::string& sha = b.resolved_source_version();
+    rows.push_back({b.id(), absl::StrCat(b.build_number()), StatusName(b.build_status()),
+                    PhaseName(b.current_phase()), sha.empty() ? "-" : sha.substr(0, 7),
+                    FormatTimestamp(b.start_time()), elapsed < 0 ? "-" : FormatDuration(elapsed)});
+  }
+  PrintTable(rows, out);
+  return kExitOk;
+}
+
+int BuildStop(Stub& stub, const BuildStopOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::StopBuildRequest req;
+  req.set_id(opts.build_id);
+  kiln::v1::StopBuildResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.StopBuild(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  out << "build " << resp.build().id() << " " << StatusName(resp.build().build_status());
+  if (!resp.build().build_complete()) out << " (stop requested)";
+  out << "\n";
+  return kExitOk;
+}
+
+int ParamPut(Stub& stub, const ParamPutOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::PutParameterRequest req;
+  req.set_name(opts.name);
+  if (opts.value == "-") {
+    std::istream& in = opts.in != nullptr ? *opts.in : std::cin;
+    std::string value((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!value.empty() && value.back() == '\n') value.pop_back();
+    if (!value.empty() && value.back() == '\r') value.pop_back();
+    req.set_value(std::move(value));
+  } else {
+    req.set_value(opts.value);
+  }
+  req.set_type(opts.secure ? kiln::v1::Parameter::SECURE_STRING : kiln::v1::Parameter::STRING);
+  req.set_overwrite(opts.overwrite);
+  kiln::v1::PutParameterResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.PutParameter(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  out << "parameter " << opts.name << " version " << resp.version() << "\n";
+  return kExitOk;
+}
+
+int ParamList(Stub& stub, const CommandOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::ListParametersResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.ListParameters(&ctx, {}, &resp); !s.ok()) return RpcError(s, err);
+  std::vector<Row> rows = {{"NAME", "TYPE", "VERSION", "VALUE"}};
+  for (const auto& p : resp.parameters()) {
+    const bool secure = p.type() == kiln::v1::Parameter::SECURE_STRING;
+    rows.push_back({p.name(), kiln::v1::Parameter::Type_Name(p.type()), absl::StrCat(p.version()),
+                    secure ? "" : p.value()});
+  }
+  PrintTable(rows, out);
+  return kExitOk;
+}
+
+int AgentList(Stub& stub, const CommandOptions& opts, std::ostream& out, std::ostream& err) {
+  kiln::v1::ListAgentsResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.ListAgents(&ctx, {}, &resp); !s.ok()) return RpcError(s, err);
+  std::vector<Row> rows = {{"ID", "HOSTNAME", "CONNECTED", "SLOTS", "RUNNING", "LABELS", "LAST SEEN"}};
+  for (const auto& a : resp.agents()) {
+    rows.push_back({a.agent_id(), a.hostname(), a.connected() ? "yes" : "no", absl::StrCat(a.slots()),
+                    absl::StrCat(a.running_builds()), FormatLabels(a.labels()),
+                    a.last_seen_unix_millis() == 0 ? "-"
+                                                   : FormatUtc(absl::FromUnixMillis(a.last_seen_unix_millis()))});
+  }
+  PrintTable(rows, out);
+  return kExitOk;
+}
+
+}  // namespace kiln::cli

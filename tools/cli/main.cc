@@ -1,0 +1,104 @@
+// `kiln`: the command-line client of a Kiln coordinator. Parses the command line (CLI11), dials the
+// coordinator and runs one command of tools/cli/commands.h. Exit codes: 0 ok, 1 failure, 2 usage.
+//
+//   kiln [--coordinator HOST:PORT] project apply -f project.yaml
+//   kiln build start flask-app --follow
+//   printf %s "$TOKEN" | kiln param put /ci/token - --secure
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "tools/cli/commands.h"
+
+using kiln::cli::Stub;
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln: command-line client of a Kiln build coordinator", "kiln"};
+  app.require_subcommand(1);
+  std::string coordinator = "127.0.0.1:7070";
+  app.add_option("--coordinator", coordinator, "Coordinator address HOST:PORT")
+      ->envname("KILN_COORDINATOR")
+      ->capture_default_str();
+
+  // The chosen command; run after parsing, once the channel exists.
+  std::function<int(Stub&)> run;
+  std::ostream& out = std::cout;
+  std::ostream& err = std::cerr;
+
+  CLI::App* project = app.add_subcommand("project", "Manage projects")->require_subcommand(1);
+  kiln::cli::ProjectApplyOptions apply;
+  CLI::App* apply_cmd = project->add_subcommand("apply", "Create or replace a project from YAML");
+  apply_cmd->add_option("-f,--file", apply.file, "project.yaml")->required();
+  apply_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::ProjectApply(s, apply, out, err); }; });
+  kiln::cli::CommandOptions common;
+  project->add_subcommand("list", "List projects")->callback([&] {
+    run = [&](Stub& s) { return kiln::cli::ProjectList(s, common, out, err); };
+  });
+
+  CLI::App* build = app.add_subcommand("build", "Start and inspect builds")->require_subcommand(1);
+  kiln::cli::BuildStartOptions start;
+  CLI::App* start_cmd = build->add_subcommand("start", "Start a build; prints its id");
+  start_cmd->add_option("PROJECT", start.project, "Project name")->required();
+  start_cmd->add_option("--source-version", start.source_version, "Commit, branch or tag");
+  start_cmd->add_option("--env", start.env, "Variable override NAME=VALUE (repeatable)");
+  start_cmd->add_option("--timeout-minutes", start.timeout_minutes, "Build timeout override")
+      ->check(CLI::Range(5, 2160));  // CodeBuild timeoutInMinutesOverride
+  start_cmd->add_flag("--follow", start.follow, "Stream logs; exit 0 only if the build succeeds");
+  start_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::BuildStart(s, start, out, err); }; });
+
+  kiln::cli::BuildGetOptions get;
+  CLI::App* get_cmd = build->add_subcommand("get", "Show one build");
+  get_cmd->add_option("ID", get.build_id, "Build id")->required();
+  get_cmd->add_flag("--json", get.json, "Print the build as JSON");
+  get_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::BuildGet(s, get, out, err); }; });
+
+  kiln::cli::BuildListOptions list;
+  CLI::App* list_cmd = build->add_subcommand("list", "List builds, newest first");
+  list_cmd->add_option("PROJECT", list.project, "Only this project's builds");
+  list_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::BuildList(s, list, out, err); }; });
+
+  kiln::cli::BuildLogsOptions logs;
+  CLI::App* logs_cmd = build->add_subcommand("logs", "Print a build's log");
+  logs_cmd->add_option("ID", logs.build_id, "Build id")->required();
+  logs_cmd->add_flag("--follow", logs.follow, "Follow until the build completes; exit 0 only if it succeeded");
+  logs_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::BuildLogs(s, logs, out, err); }; });
+
+  kiln::cli::BuildStopOptions stop;
+  CLI::App* stop_cmd = build->add_subcommand("stop", "Stop a build");
+  stop_cmd->add_option("ID", stop.build_id, "Build id")->required();
+  stop_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::BuildStop(s, stop, out, err); }; });
+
+  CLI::App* param = app.add_subcommand("param", "Manage parameters")->require_subcommand(1);
+  kiln::cli::ParamPutOptions put;
+  CLI::App* put_cmd = param->add_subcommand(
+      "put", "Create or update a parameter. VALUE '-' reads it from stdin (keeps secrets out of argv; "
+             "one trailing newline is dropped)");
+  put_cmd->add_option("NAME", put.name, "Parameter name")->required();
+  put_cmd->add_option("VALUE", put.value, "Value, or - to read stdin")->required();
+  put_cmd->add_flag("--secure", put.secure, "Store as SECURE_STRING (encrypted, never listed)");
+  put_cmd->add_flag("--overwrite", put.overwrite, "Replace an existing parameter");
+  put_cmd->callback([&] { run = [&](Stub& s) { return kiln::cli::ParamPut(s, put, out, err); }; });
+  param->add_subcommand("list", "List parameters (secure values hidden)")->callback([&] {
+    run = [&](Stub& s) { return kiln::cli::ParamList(s, common, out, err); };
+  });
+
+  CLI::App* agent = app.add_subcommand("agent", "Inspect agents")->require_subcommand(1);
+  agent->add_subcommand("list", "List agents")->callback([&] {
+    run = [&](Stub& s) { return kiln::cli::AgentList(s, common, out, err); };
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help or the error
+    return code == 0 ? kiln::cli::kExitOk : kiln::cli::kExitUsage;
+  }
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials());
+  std::unique_ptr<kiln::v1::KilnService::Stub> stub = kiln::v1::KilnService::NewStub(channel);
+  return run(*stub);
+}
