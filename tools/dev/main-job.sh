@@ -40,7 +40,7 @@ for i in 1 2; do
     --labels "docker=true,role=builder" >"$FARM/logs/agent-$i.log" 2>&1 &
   echo $! >"$FARM/pids/agent-$i.pid"
 done
-poll_until 30 0.2 "two connected agents" bash -c "[[ \$('$KILN' agent list | grep -c ' true ') -ge 2 ]]" ||
+poll_until 30 0.2 "two connected agents" bash -c "[[ \$('$KILN' agent list | grep -c ' yes ') -ge 2 ]]" ||
   die "agents did not connect; see $FARM/logs/agent-*.log"
 "$KILN" agent list
 
