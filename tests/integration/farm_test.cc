@@ -271,26 +271,40 @@ TEST_F(FarmTest, QueuedBuildsSurviveACoordinatorRestart) {
   EXPECT_EQ(farm_->StartBuild("app").build_number(), 4);
 }
 
-TEST_F(FarmTest, RunningBuildIsReattachedAfterACoordinatorRestart) {
+TEST_F(FarmTest, RunningBuildIsReattachedAfterACoordinatorRestartWithItsWholeLogOnce) {
   repo_->Commit({{"buildspec.yml", R"(version: 0.2
 phases:
   build:
     commands:
-      - while [ ! -f "$CODEBUILD_SRC_DIR/../go" ]; do sleep 0.05; done
-      - echo reattached-ok
+      - echo before-outage
+      - while [ ! -f "$CODEBUILD_SRC_DIR/../go1" ]; do sleep 0.05; done
+      - echo during-outage
+      - echo printed > "$CODEBUILD_SRC_DIR/../printed.fifo"
+      - while [ ! -f "$CODEBUILD_SRC_DIR/../go2" ]; do sleep 0.05; done
+      - echo after-restart
 )"}}, "reattach");
   farm_->StartAgent();
   farm_->PutProject("app", repo_->bare_path());
   Build started = farm_->StartBuild("app");
   farm_->WaitForPhase(started.id(), BuildPhaseType::BUILD);
+  const std::string build_dir =
+      Sh("ls -d '" + farm_->dir() + "'/agent-0/builds/*/ | head -n1 | tr -d '\\n'");
+  Sh("mkfifo '" + build_dir + "/printed.fifo'");
   farm_->StopCoordinator();
+  // The build prints while no coordinator is there; reading the FIFO waits until it has.
+  Sh("touch '" + build_dir + "/go1' && cat '" + build_dir + "/printed.fifo' >/dev/null");
   farm_->StartCoordinator();
-  // Let the build finish only once the coordinator is back.
-  Sh("for d in '" + farm_->dir() + "'/agent-0/builds/*/; do touch \"$d/go\"; done");
+  Sh("touch '" + build_dir + "/go2'");
   std::string log;
   Build b = farm_->WaitForCompletion(started.id(), &log);
   EXPECT_EQ(b.build_status(), BuildStatus::SUCCEEDED) << log;
-  EXPECT_THAT(log, HasSubstr("reattached-ok"));
+  for (const char* line : {"\nbefore-outage\n", "\nduring-outage\n", "\nafter-restart\n"}) {
+    size_t first = log.find(line);
+    ASSERT_NE(first, std::string::npos) << line << " missing from:\n" << log;
+    EXPECT_EQ(log.find(line, first + 1), std::string::npos) << line << " appears twice";
+  }
+  EXPECT_LT(log.find("before-outage"), log.find("during-outage"));
+  EXPECT_LT(log.find("during-outage"), log.find("after-restart"));
 }
 
 TEST_F(FarmTest, AgentStoppedMidBuildEndsTheBuildFaultWithAReason) {
