@@ -47,6 +47,8 @@ TEST_F(FarmTest, BuildRunsEveryPhaseInOneShellAndSucceeds) {
 env:
   variables:
     GREETING: "hello $NOT_EXPANDED"
+  exported-variables:
+    - CARRIED
 phases:
   install:
     commands:
@@ -75,6 +77,7 @@ phases:
                          BuildPhaseType::BUILD, BuildPhaseType::POST_BUILD, BuildPhaseType::UPLOAD_ARTIFACTS,
                          BuildPhaseType::FINALIZING, BuildPhaseType::COMPLETED));
   EXPECT_EQ(b.log_size_bytes(), static_cast<int64_t>(log.size()));
+  EXPECT_EQ(b.exported_variables().at("CARRIED"), "from-install");
 }
 
 TEST_F(FarmTest, FailedBuildPhaseStillRunsPostBuildWithSucceedingZero) {

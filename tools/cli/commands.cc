@@ -1,5 +1,6 @@
 #include "tools/cli/commands.h"
 
+#include <map>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -309,6 +310,13 @@ int BuildGet(Stub& stub, const BuildGetOptions& opts, std::ostream& out, std::os
                       ended ? FormatDuration(PhaseMillis(p)) : "-", ContextText(p)});
   }
   PrintTable(phases, out, "  ");
+  if (!b.exported_variables().empty()) {
+    out << "Exported variables:\n";
+    std::vector<Row> vars;
+    std::map<std::string, std::string> sorted(b.exported_variables().begin(), b.exported_variables().end());
+    for (const auto& [name, value] : sorted) vars.push_back({name, value});
+    PrintTable(vars, out, "  ");
+  }
   return kExitOk;
 }
 
