@@ -104,11 +104,15 @@ struct AgentClient::Impl {
 
   mutable absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  // Set by Stop() before the stream closes: running builds are reported FAULT; new builds are not
+  // accepted (their PROVISIONING lease expires on the coordinator, which requeues them).
+  bool draining ABSL_GUARDED_BY(mu) = false;
   bool started ABSL_GUARDED_BY(mu) = false;
   bool stream_open ABSL_GUARDED_BY(mu) = false;
   grpc::ClientContext* ctx ABSL_GUARDED_BY(mu) = nullptr;
   std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
   std::deque<AgentMessage> outbox ABSL_GUARDED_BY(mu);
+  bool writing ABSL_GUARDED_BY(mu) = false;  // a message popped from outbox is being written
   int64_t heartbeat_millis ABSL_GUARDED_BY(mu) = 2000;
   std::map<std::string, std::unique_ptr<Build>> builds ABSL_GUARDED_BY(mu);
   std::thread conn_thread;
@@ -196,6 +200,7 @@ struct AgentClient::Impl {
     const std::string& id = rp.build_id();
     auto it = builds.find(id);
     if (it == builds.end()) {
+      if (draining) return;
       if (rp.phase() != BuildPhaseType::PROVISIONING || !rp.has_job()) {
         AgentMessage m;
         auto* r = m.mutable_phase_result();
@@ -350,9 +355,12 @@ struct AgentClient::Impl {
           m = std::move(outbox.front());
           outbox.pop_front();
         }
+        writing = true;
       }
-      if (!stream->Write(m)) {
-        absl::MutexLock l(&mu);
+      const bool ok = stream->Write(m);
+      absl::MutexLock l(&mu);
+      writing = false;
+      if (!ok) {
         stream_open = false;
         if (ctx) ctx->TryCancel();
         return;
@@ -489,9 +497,34 @@ void AgentClient::Start() {
 }
 
 void AgentClient::Stop() {
+  // Tell the coordinator why the running builds end, while the stream is still up (bounded).
+  std::vector<std::shared_ptr<BuildRunner>> running;
   {
     absl::MutexLock l(&impl_->mu);
     if (impl_->stopping && !impl_->conn_thread.joinable()) return;
+    impl_->draining = true;
+    for (const auto& [id, b] : impl_->builds) {
+      if (b->running && b->runner) running.push_back(b->runner);
+    }
+  }
+  const std::string reason = absl::StrCat("agent ", impl_->agent_id, " is shutting down");
+  for (auto& r : running) r->Stop(BuildStatus::FAULT, reason);
+  {
+    absl::MutexLock l(&impl_->mu);
+    impl_->mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](Impl* i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              if (!i->stream_open) return true;
+              for (const auto& [id, b] : i->builds) {
+                if (b->running) return false;
+              }
+              return i->outbox.empty() && !i->writing;
+            },
+            impl_.get()),
+        absl::Seconds(3));
+  }
+  {
+    absl::MutexLock l(&impl_->mu);
     impl_->stopping = true;
     if (impl_->ctx) impl_->ctx->TryCancel();
   }

@@ -322,8 +322,8 @@ TEST_F(FarmTest, AgentStoppedMidBuildEndsTheBuildFaultWithAReason) {
   const auto* bp = FindPhase(b, BuildPhaseType::BUILD);
   ASSERT_NE(bp, nullptr);
   ASSERT_GE(bp->contexts_size(), 1);
-  EXPECT_EQ(bp->contexts(0).status_code(), "AGENT_LOST");
-  EXPECT_THAT(bp->contexts(0).message(), HasSubstr("lease expired"));
+  EXPECT_EQ(bp->contexts(0).status_code(), "AGENT_ERROR");
+  EXPECT_THAT(bp->contexts(0).message(), HasSubstr("is shutting down"));
 }
 
 std::string Sign(const std::string& secret, const std::string& body) {

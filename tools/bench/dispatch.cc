@@ -6,6 +6,12 @@
 // M builds from K client threads, then reports throughput, latencies from the build records, and the
 // coordinator's CPU time and memory.
 //
+// By default the agents live in this process, where gRPC pools their identical channels onto ONE TCP
+// connection (50 HTTP/2 streams); --agent-procs spreads them over child processes (one connection
+// each) when that matters. --tmp-dir chooses the filesystem of the coordinator's data dir: on
+// this VM's journal-less ext4, creating the per-build log files after a previous run deleted
+// thousands of files is slow (ext4 recently_deleted scan), so compare runs on one filesystem.
+//
 // Completion is detected by polling the coordinator's /metrics (kiln_builds_completed_total) every
 // --poll-ms: one mutex and a few hundred bytes per poll; its cost is calibrated on the idle
 // coordinator before the run and printed, so it can be checked to be negligible. The build records
@@ -25,6 +31,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -67,7 +74,12 @@ struct Flags {
   double rate = 0;  // builds/s over all submitters; 0 = as fast as possible
   int poll_ms = 200;
   int timeout_s = 300;
+  // 0: agents run in this process (gRPC pools identical channels, so they share one TCP connection);
+  // P > 0: agents are spread over P child processes (one connection per process).
+  int agent_procs = 0;
   std::string coordinator_bin;
+  // Parent of the temp dir (data dir, logs, agent dirs). Empty: $TMPDIR, else /tmp.
+  std::string tmp_dir;
   bool keep_data = false;
 };
 
@@ -310,12 +322,63 @@ std::string DefaultCoordinatorBin() {
   return (self.parent_path() / ".." / ".." / "coordinator" / "kiln-coordinator").lexically_normal();
 }
 
+// ---- agents --------------------------------------------------------------------------------------
+
+// Creates and starts agents number [first, first + count).
+absl::StatusOr<std::vector<std::unique_ptr<agent::AgentClient>>> StartAgents(const Flags& flags,
+                                                                           const std::string& target,
+                                                                           const std::string& root,
+                                                                           int first, int count) {
+  std::vector<std::unique_ptr<agent::AgentClient>> agents;
+  for (int i = first; i < first + count; ++i) {
+    agent::AgentClient::Options o;
+    o.coordinators = {target};
+    o.work_dir = absl::StrCat(root, "/agents/", i);
+    o.agent_id = absl::StrFormat("bench-agent-%04d", i);
+    o.hostname = "bench";
+    o.slots = flags.slots;
+    o.runner_factory = TrueRunnerFactory();
+    auto a = agent::AgentClient::Create(std::move(o));
+    if (!a.ok()) return a.status();
+    (*a)->Start();
+    agents.push_back(*std::move(a));
+  }
+  return agents;
+}
+
+// Forks a process that runs agents [first, first + count) until SIGTERM. REQUIRES: this process
+// has not used gRPC yet (fork).
+absl::StatusOr<pid_t> ForkAgentHost(const Flags& flags, const std::string& target, const std::string& root,
+                                    int first, int count) {
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid > 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(1);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts
+  auto agents = StartAgents(flags, target, root, first, count);
+  if (!agents.ok()) {
+    std::cerr << "dispatch: agent host: " << agents.status() << "\n";
+    _exit(1);
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  agents->clear();
+  _exit(0);
+}
+
 // ---- the benchmark -------------------------------------------------------------------------------
 
 int Run(const Flags& flags) {
-  char tmpl[] = "/tmp/kiln-bench-dispatch-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
-    std::cerr << "dispatch: cannot create a temp dir\n";
+  std::string tmp_dir = flags.tmp_dir;
+  if (tmp_dir.empty()) tmp_dir = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
+  std::string tmpl = tmp_dir + "/kiln-bench-dispatch-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    std::cerr << "dispatch: cannot create a temp dir under " << tmp_dir << "\n";
     return 1;
   }
   const std::string root = tmpl;
@@ -339,34 +402,50 @@ int Run(const Flags& flags) {
   }
   CoordinatorProcess& coord = **coordinator;
   const std::string target = absl::StrCat("127.0.0.1:", coord.grpc_port());
+  // Agents: in this process, or in child processes forked before this process uses gRPC.
+  std::vector<std::unique_ptr<agent::AgentClient>> agents;
+  std::vector<pid_t> agent_hosts;
+  auto stop_agent_hosts = [&agent_hosts] {
+    for (pid_t pid : agent_hosts) kill(pid, SIGTERM);
+    for (pid_t pid : agent_hosts) waitpid(pid, nullptr, 0);
+    agent_hosts.clear();
+  };
+  struct HostReaper {
+    std::function<void()> fn;
+    ~HostReaper() { fn(); }
+  } host_reaper{stop_agent_hosts};
+  const int procs = std::min(flags.agent_procs, flags.agents);
+  for (int p = 0; p < procs; ++p) {
+    const int first = flags.agents * p / procs;
+    auto pid = ForkAgentHost(flags, target, root, first, flags.agents * (p + 1) / procs - first);
+    if (!pid.ok()) {
+      std::cerr << "dispatch: " << pid.status() << "\n";
+      return 1;
+    }
+    agent_hosts.push_back(*pid);
+  }
   auto admin = NewKilnStub(target);
   httplib::Client http("127.0.0.1", coord.http_port());
   http.set_connection_timeout(5);
   http.set_read_timeout(10);
-
   if (absl::Status s = PutProject(*admin); !s.ok()) {
     std::cerr << "dispatch: " << s << "\n";
     return 1;
   }
-
-  // Agents.
-  std::vector<std::unique_ptr<agent::AgentClient>> agents;
-  for (int i = 0; i < flags.agents; ++i) {
-    agent::AgentClient::Options o;
-    o.coordinators = {target};
-    o.work_dir = absl::StrCat(root, "/agents/", i);
-    o.agent_id = absl::StrFormat("bench-agent-%04d", i);
-    o.hostname = "bench";
-    o.slots = flags.slots;
-    o.runner_factory = TrueRunnerFactory();
-    auto a = agent::AgentClient::Create(std::move(o));
-    if (!a.ok()) {
-      std::cerr << "dispatch: agent: " << a.status() << "\n";
+  if (procs == 0) {
+    auto started = StartAgents(flags, target, root, 0, flags.agents);
+    if (!started.ok()) {
+      std::cerr << "dispatch: agent: " << started.status() << "\n";
       return 1;
     }
-    (*a)->Start();
-    agents.push_back(*std::move(a));
+    agents = *std::move(started);
   }
+  // CPU of the agents and clients: this process plus the agent hosts.
+  auto bench_cpu = [&agent_hosts] {
+    double ms = SelfCpuMillis();
+    for (pid_t pid : agent_hosts) ms += CpuMillis(pid).value_or(0);
+    return ms;
+  };
   for (int i = 0;; ++i) {
     auto n = ConnectedAgents(*admin);
     if (n.ok() && *n == flags.agents) break;
@@ -398,16 +477,17 @@ int Run(const Flags& flags) {
   absl::Mutex err_mu;
   std::map<std::string, int> submit_errors;
   std::atomic<int64_t> submit_end_ms{0};
+  std::atomic<bool> stop_submitting{false};  // set on timeout
 
   auto cpu0 = CpuMillis(coord.pid());
-  const double self_cpu0 = SelfCpuMillis();
+  const double self_cpu0 = bench_cpu();
   const int64_t t0_ms = UnixMillisNow();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> submitters;
   for (int k = 0; k < flags.submitters; ++k) {
     submitters.emplace_back([&] {
       auto stub = NewKilnStub(target);
-      for (int i; (i = next.fetch_add(1)) < flags.builds;) {
+      for (int i; !stop_submitting.load() && (i = next.fetch_add(1)) < flags.builds;) {
         if (flags.rate > 0) {
           std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / flags.rate));
         }
@@ -443,9 +523,11 @@ int Run(const Flags& flags) {
       break;
     }
   }
+  const int64_t stop_ms = UnixMillisNow();
   auto cpu1 = CpuMillis(coord.pid());
   const Memory mem = ReadMemory(coord.pid());
-  const double self_cpu1 = SelfCpuMillis();
+  const double self_cpu1 = bench_cpu();
+  stop_submitting = true;
   for (auto& t : submitters) t.join();
 
   // Read the records (outside the measured window).
@@ -474,6 +556,7 @@ int Run(const Flags& flags) {
   for (auto& t : readers) t.join();
 
   agents.clear();  // closes the streams (every build is released by now)
+  stop_agent_hosts();
   const int coordinator_exit = coord.Stop();
 
   // Figures.
@@ -483,9 +566,11 @@ int Run(const Flags& flags) {
   int64_t last_end_ms = 0;
   for (const auto& b : records) {
     if (b.id().empty()) continue;
-    outcome[b.build_complete() ? BuildStatus::Value_Name(b.build_status()) : "NOT_COMPLETED"]++;
-    if (b.build_complete() && b.build_status() == BuildStatus::SUCCEEDED) ++succeeded;
-    if (!b.build_complete()) continue;
+    // After a timeout, builds that completed later count as not completed.
+    const bool complete = b.build_complete() && Millis(b.end_time()) <= stop_ms;
+    outcome[complete ? BuildStatus::Value_Name(b.build_status()) : "NOT_COMPLETED"]++;
+    if (!complete) continue;
+    if (b.build_status() == BuildStatus::SUCCEEDED) ++succeeded;
     last_end_ms = std::max(last_end_ms, Millis(b.end_time()));
     submitted_to_completed.push_back(Millis(b.end_time()) - Millis(b.start_time()));
     std::optional<int64_t> queued, provisioning;
@@ -502,10 +587,11 @@ int Run(const Flags& flags) {
   const double submit_s = std::max<int64_t>(1, submit_end_ms.load() - t0_ms) / 1000.0;
   const double cpu_ms = cpu0.ok() && cpu1.ok() ? *cpu1 - *cpu0 : 0;
 
-  std::cout << absl::StrFormat("kiln dispatch benchmark: %d agents x %d slot%s, %d builds, %d submitters%s\n",
+  std::cout << absl::StrFormat("kiln dispatch benchmark: %d agents x %d slot%s, %d builds, %d submitters%s%s\n",
                                flags.agents, flags.slots, flags.slots == 1 ? "" : "s", flags.builds,
                                flags.submitters,
-                               flags.rate > 0 ? absl::StrFormat(" paced at %.0f/s", flags.rate) : "");
+                               flags.rate > 0 ? absl::StrFormat(", paced at %.0f/s", flags.rate) : "",
+                               procs > 0 ? absl::StrFormat(", agents in %d processes", procs) : "");
   std::cout << absl::StrFormat("builds/s: %.1f   wall: %.2f s   (submission: %.2f s, %.0f StartBuild/s)\n",
                                done / wall_s, wall_s, submit_s, accepted.load() / submit_s);
   std::cout << absl::StrFormat("queued->started       p50 %.0f ms  p99 %.0f ms  max %.0f ms\n",
@@ -523,15 +609,15 @@ int Run(const Flags& flags) {
       (self_cpu1 - self_cpu0) / 1000.0, polls, poll_cpu_ms,
       cpu_ms > 0 ? 100.0 * polls * poll_cpu_ms / cpu_ms : 0.0);
 
-  bool ok = !timed_out && succeeded == flags.builds;
-  if (timed_out) std::cout << "TIMEOUT: gave up after " << flags.timeout_s << " s\n";
+  bool ok = succeeded == flags.builds;
+  if (timed_out) std::cout << "TIMEOUT: gave up after " << flags.timeout_s << " s (figures above cover the builds completed by then)\n";
   for (const auto& [msg, n] : submit_errors) std::cout << "StartBuild failed " << n << "x: " << msg << "\n";
   if (read_errors.load() > 0) std::cout << "GetBuild failed for " << read_errors.load() << " builds\n";
   if (coordinator_exit != 0) {
     std::cout << "kiln-coordinator exited with " << coordinator_exit << " (see --keep-data)\n";
     ok = false;
   }
-  if (ok) {
+  if (succeeded == flags.builds) {
     std::cout << "result: all " << flags.builds << " builds SUCCEEDED\n";
   } else {
     std::cout << "result: " << (flags.builds - succeeded) << " of " << flags.builds << " builds did not succeed (";
@@ -543,6 +629,7 @@ int Run(const Flags& flags) {
     }
     const int missing = flags.builds - accepted.load();
     if (missing > 0) std::cout << (first ? "" : ", ") << "not submitted: " << missing;
+    if (read_errors.load() > 0) std::cout << (first && missing == 0 ? "" : ", ") << "unreadable: " << read_errors.load();
     std::cout << ")\n";
   }
   return ok ? 0 : 1;
@@ -567,8 +654,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 10000))->capture_default_str();
   app.add_option("--timeout-s", flags.timeout_s, "Give up after this many seconds")
       ->check(CLI::Range(1, 86400))->capture_default_str();
+  app.add_option("--agent-procs", flags.agent_procs,
+                 "Run the agents in this many child processes (0: in this process, where they share one "
+                 "gRPC connection; --agent-procs equal to --agents gives each its own)")
+      ->check(CLI::Range(0, 10000))->capture_default_str();
   app.add_option("--coordinator-bin", flags.coordinator_bin,
                  "kiln-coordinator binary (default: ../../coordinator/kiln-coordinator from this binary)");
+  app.add_option("--tmp-dir", flags.tmp_dir,
+                 "Where to create the temp dir (data dir, logs, agent dirs); default $TMPDIR or /tmp. "
+                 "The coordinator's data dir lives there, so its filesystem matters");
   app.add_flag("--keep-data", flags.keep_data, "Keep the temp dir (data dir, coordinator.log, agent dirs)");
   CLI11_PARSE(app, argc, argv);
   if (flags.coordinator_bin.empty()) flags.coordinator_bin = kiln::bench::DefaultCoordinatorBin();
