@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/executor/build_executor.h"
+#include "agent/executor/process_tree.h"
 #include "common/grpc_status.h"
 #include "common/ids.h"
 #include "common/logging.h"
@@ -483,7 +484,14 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(Options options
     }
     impl->labels[k] = v;
   }
-  if (!options.runner_factory) options.runner_factory = ExecutorRunnerFactory(options.work_dir);
+  if (!options.runner_factory) {
+    options.runner_factory = ExecutorRunnerFactory(options.work_dir);
+    // A previous agent process may have died with builds running: their leases end them on the
+    // coordinator; here their leftover processes and workspaces go.
+    if (int n = KillLeftoverSessions(options.work_dir + "/builds"); n > 0) {
+      KILN_LOG(WARNING) << "killed the processes of " << n << " builds left by a previous agent process";
+    }
+  }
   impl->opts = std::move(options);
   return std::unique_ptr<AgentClient>(new AgentClient(std::move(impl)));
 }

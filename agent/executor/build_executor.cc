@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "agent/executor/git_checkout.h"
 #include "agent/executor/on_failure.h"
+#include "agent/executor/process_tree.h"
 #include "common/ids.h"
 #include "yaml-cpp/yaml.h"
 
@@ -48,7 +49,8 @@ PhaseContext MakeContext(std::string_view code, std::string_view message) {
 std::string SanitizeId(std::string_view id) {
   std::string out(id);
   for (char& c : out) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
+      c = '_';
   }
   return out;
 }
@@ -80,9 +82,10 @@ struct BuildExecutor::Outcome {
   BuildStatus::Value status = BuildStatus::SUCCEEDED;
   std::vector<PhaseContext> contexts;
   bool skip_to_finalizing = false;
+  bool continue_on_failure = false;
 
   static Outcome Of(BuildStatus::Value status, std::string_view code, std::string_view message) {
-    return Outcome{status, {MakeContext(code, message)}, false};
+    return Outcome{status, {MakeContext(code, message)}, false, false};
   }
 };
 
@@ -94,7 +97,7 @@ struct BuildExecutor::CommandRun {
 };
 
 absl::StatusOr<std::unique_ptr<BuildExecutor>> BuildExecutor::Create(const kiln::v1::BuildJob& job,
-                                                                      Options options) {
+                                                                     Options options) {
   const std::string id = SanitizeId(job.build_id());
   if (id.find_first_not_of('.') == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("invalid build id '", job.build_id(), "'"));
@@ -106,16 +109,19 @@ absl::StatusOr<std::unique_ptr<BuildExecutor>> BuildExecutor::Create(const kiln:
   if (options.work_dir.empty()) return absl::InvalidArgumentError("empty work_dir");
   if (options.clock == nullptr) return absl::InvalidArgumentError("null clock");
   std::error_code ec;
-  const fs::path root = fs::absolute(fs::path(options.work_dir) / "builds" / id, ec).lexically_normal();
+  const fs::path root =
+      fs::absolute(fs::path(options.work_dir) / "builds" / id, ec).lexically_normal();
   if (!ec) fs::remove_all(root, ec);  // a leftover of the same build (agent restart)
   if (!ec) fs::create_directories(root / "src", ec);
   if (!ec) fs::create_directories(root / "tmp", ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("creating workspace ", root.string(), ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("creating workspace ", root.string(), ": ", ec.message()));
   }
   const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
-  return std::unique_ptr<BuildExecutor>(new BuildExecutor(job, std::move(options), root.string(), wake_fd));
+  return std::unique_ptr<BuildExecutor>(
+      new BuildExecutor(job, std::move(options), root.string(), wake_fd));
 }
 
 BuildExecutor::BuildExecutor(const kiln::v1::BuildJob& job, Options options, std::string root,
@@ -145,7 +151,8 @@ void BuildExecutor::Stop(BuildStatus::Value status, std::string reason) {
 
 void BuildExecutor::StopLocked(BuildStatus::Value status, std::string reason) {
   if (stop_status_ != BuildStatus::UNKNOWN) return;
-  if (status != BuildStatus::STOPPED && status != BuildStatus::TIMED_OUT) status = BuildStatus::FAULT;
+  if (status != BuildStatus::STOPPED && status != BuildStatus::TIMED_OUT)
+    status = BuildStatus::FAULT;
   stop_status_ = status;
   stop_reason_ = std::move(reason);
   if (shell_ != nullptr) shell_->Kill();
@@ -165,11 +172,14 @@ BuildExecutor::Outcome BuildExecutor::StopOutcome() {
   absl::MutexLock lock(&mu_);
   switch (stop_status_) {
     case BuildStatus::TIMED_OUT:
-      return Outcome::Of(stop_status_, "BUILD_TIMED_OUT", stop_reason_.empty() ? kTimedOutMessage : stop_reason_);
+      return Outcome::Of(stop_status_, "BUILD_TIMED_OUT",
+                         stop_reason_.empty() ? kTimedOutMessage : stop_reason_);
     case BuildStatus::STOPPED:
-      return Outcome::Of(stop_status_, "BUILD_STOPPED", stop_reason_.empty() ? "Build stopped" : stop_reason_);
+      return Outcome::Of(stop_status_, "BUILD_STOPPED",
+                         stop_reason_.empty() ? "Build stopped" : stop_reason_);
     default:
-      return Outcome::Of(BuildStatus::FAULT, kAgentError, stop_reason_.empty() ? "Build aborted" : stop_reason_);
+      return Outcome::Of(BuildStatus::FAULT, kAgentError,
+                         stop_reason_.empty() ? "Build aborted" : stop_reason_);
   }
 }
 
@@ -197,7 +207,8 @@ PhaseResult BuildExecutor::RunPhase(BuildPhaseType::Value phase, bool build_succ
         break;
       case BuildPhaseType::UPLOAD_ARTIFACTS:
         if (has_artifacts_) {
-          Log("Warning: the buildspec has artifacts, but Kiln does not upload artifacts yet; skipping");
+          Log("Warning: the buildspec has artifacts, but Kiln does not upload artifacts yet; "
+              "skipping");
         }
         break;
       case BuildPhaseType::FINALIZING:
@@ -215,6 +226,7 @@ PhaseResult BuildExecutor::RunPhase(BuildPhaseType::Value phase, bool build_succ
   FlushMasker();
   result.set_status(outcome.status);
   result.set_skip_to_finalizing(outcome.skip_to_finalizing);
+  result.set_continue_on_failure(outcome.continue_on_failure);
   for (PhaseContext& c : outcome.contexts) {
     c.set_message(masker_.MaskAll(c.message()));
     *result.add_contexts() = c;
@@ -234,18 +246,22 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
   fs::remove_all(src_dir_, ec);
   for (const char* state : {"/env", "/cwd"}) fs::remove(tmp_dir_ + state, ec);
   if (!fs::create_directories(src_dir_, ec) || ec) {
-    return Outcome::Of(BuildStatus::FAULT, kAgentError, absl::StrCat("creating ", src_dir_, ": ", ec.message()));
+    return Outcome::Of(BuildStatus::FAULT, kAgentError,
+                       absl::StrCat("creating ", src_dir_, ": ", ec.message()));
   }
 
   // Source (§1.12 CODEBUILD_SOURCE_VERSION: the version that was asked for).
   const kiln::v1::ProjectSource& source = job_.source();
-  const std::string requested = job_.source_version().empty() ? source.branch() : job_.source_version();
+  const std::string requested =
+      job_.source_version().empty() ? source.branch() : job_.source_version();
   absl::StatusOr<std::string> commit =
       CloneAndCheckout(source.location(), requested, src_dir_, [this] { return CheckStopped(); });
   if (CheckStopped()) return StopOutcome();
-  if (!commit.ok()) return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR", std::string(commit.status().message()));
+  if (!commit.ok())
+    return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR", std::string(commit.status().message()));
   result->set_resolved_source_version(*commit);
-  Log(absl::StrCat("Checked out source version ", requested.empty() ? "HEAD" : requested, " at commit ", *commit));
+  Log(absl::StrCat("Checked out source version ", requested.empty() ? "HEAD" : requested,
+                   " at commit ", *commit));
 
   // Buildspec.
   const std::string rel = source.buildspec().empty() ? "buildspec.yml" : source.buildspec();
@@ -253,24 +269,30 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
   if (rel_path.is_absolute() || std::any_of(rel_path.begin(), rel_path.end(),
                                             [](const fs::path& part) { return part == ".."; })) {
     return Outcome::Of(BuildStatus::FAILED, kYamlError,
-                       absl::StrCat("buildspec path '", rel, "' must be relative to the source root and stay inside it"));
+                       absl::StrCat("buildspec path '", rel,
+                                    "' must be relative to the source root and stay inside it"));
   }
   const std::string path = (fs::path(src_dir_) / rel_path).string();
   Log(absl::StrCat("YAML location is ", path));
-  const std::optional<std::string> text = fs::is_regular_file(path, ec) ? ReadFile(path, kMaxBuildspecBytes) : std::nullopt;
+  const std::optional<std::string> text =
+      fs::is_regular_file(path, ec) ? ReadFile(path, kMaxBuildspecBytes) : std::nullopt;
   if (!text.has_value()) {
-    return Outcome::Of(BuildStatus::FAILED, kYamlError, absl::StrCat("stat ", path, ": no such file or directory"));
+    return Outcome::Of(BuildStatus::FAILED, kYamlError,
+                       absl::StrCat("stat ", path, ": no such file or directory"));
   }
   if (text->size() > kMaxBuildspecBytes) {
-    return Outcome::Of(BuildStatus::FAILED, kYamlError, absl::StrCat(rel, ": file is larger than 1 MiB"));
+    return Outcome::Of(BuildStatus::FAILED, kYamlError,
+                       absl::StrCat(rel, ": file is larger than 1 MiB"));
   }
   absl::StatusOr<common::Buildspec> spec = common::ParseBuildspec(*text, rel);
-  if (!spec.ok()) return Outcome::Of(BuildStatus::FAILED, kYamlError, std::string(spec.status().message()));
+  if (!spec.ok())
+    return Outcome::Of(BuildStatus::FAILED, kYamlError, std::string(spec.status().message()));
   for (const std::string& warning : spec->warnings) Log(warning);
   for (const auto* p : {&spec->install, &spec->pre_build, &spec->build, &spec->post_build}) {
     const std::string& user = p->has_value() && !(*p)->run_as.empty() ? (*p)->run_as : spec->run_as;
     if (!user.empty()) {
-      Log(absl::StrCat(rel, ": run-as '", user, "' is not supported by Kiln yet; commands run as the agent's user"));
+      Log(absl::StrCat(rel, ": run-as '", user,
+                       "' is not supported by Kiln yet; commands run as the agent's user"));
       break;
     }
   }
@@ -281,20 +303,32 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
     has_artifacts_ = false;  // cannot happen: the parser accepted the text
   }
 
-  // Environment, lowest precedence first (§1.14 item 2).
+  Outcome env = BuildEnvironment(*spec, requested, *commit);
+  if (env.status != BuildStatus::SUCCEEDED) return env;
+  shell_path_ = spec->shell == "/bin/sh" ? "/bin/sh" : "/bin/bash";
+  spec_ = std::move(*spec);
+  Log(absl::StrCat("Moving to directory ", src_dir_));
+  return {};
+}
+
+// The environment, lowest precedence first (§1.14 item 2); resolves parameter-store names.
+BuildExecutor::Outcome BuildExecutor::BuildEnvironment(const common::Buildspec& spec,
+                                                       const std::string& requested,
+                                                       const std::string& commit) {
   Log("Processing environment variables");
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view entry(*e);
     const size_t eq = entry.find('=');
-    if (eq != std::string_view::npos && eq > 0) env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
+    if (eq != std::string_view::npos && eq > 0)
+      env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
   }
-  for (const auto& [name, value] : spec->variables) env[name] = value;
+  for (const auto& [name, value] : spec.variables) env[name] = value;
   std::vector<std::string> names;  // parameter names, distinct, in order
   auto add_name = [&names](const std::string& n) {
     if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
   };
-  for (const auto& entry : spec->parameter_store) add_name(entry.second);
+  for (const auto& entry : spec.parameter_store) add_name(entry.second);
   for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
     if (v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE) add_name(v.value());
   }
@@ -304,21 +338,25 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
     if (!options_.resolve_parameters) {
       return Outcome::Of(BuildStatus::FAULT, kParamError, "the agent has no parameter resolver");
     }
-    absl::StatusOr<kiln::v1::GetBuildParametersResponse> resolved = options_.resolve_parameters(names);
-    if (!resolved.ok()) return Outcome::Of(BuildStatus::FAULT, kParamError, resolved.status().ToString());
+    absl::StatusOr<kiln::v1::GetBuildParametersResponse> resolved =
+        options_.resolve_parameters(names);
+    if (!resolved.ok())
+      return Outcome::Of(BuildStatus::FAULT, kParamError, resolved.status().ToString());
     for (const kiln::v1::ResolvedParameter& p : resolved->parameters()) {
       if (p.mask()) masker_.AddSecret(p.value());
       params[p.name()] = p.value();
     }
     for (const std::string& n : names) {
       if (!params.count(n)) {
-        return Outcome::Of(BuildStatus::FAILED, kParamError, absl::StrCat("parameter does not exist: ", n));
+        return Outcome::Of(BuildStatus::FAILED, kParamError,
+                           absl::StrCat("parameter does not exist: ", n));
       }
     }
   }
-  for (const auto& [name, param] : spec->parameter_store) env[name] = params[param];
+  for (const auto& [name, param] : spec.parameter_store) env[name] = params[param];
   for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
-    env[v.name()] = v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE ? params[v.value()] : v.value();
+    env[v.name()] =
+        v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE ? params[v.value()] : v.value();
   }
   auto set = [&env](const std::string& suffix, const std::string& value) {
     env["CODEBUILD_" + suffix] = value;
@@ -328,17 +366,19 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
   set("BUILD_NUMBER", absl::StrCat(job_.build_number()));
   set("SRC_DIR", src_dir_);
   set("SOURCE_VERSION", requested);
-  set("RESOLVED_SOURCE_VERSION", *commit);
+  set("RESOLVED_SOURCE_VERSION", commit);
   set("START_TIME", absl::StrCat(job_.start_time_unix_millis()));
   set("INITIATOR", job_.initiator());
-  set("SOURCE_REPO_URL", source.location());
+  set("SOURCE_REPO_URL", job_.source().location());
   set("BUILD_SUCCEEDING", "1");
   if (job_.has_webhook()) {
     const kiln::v1::WebhookTrigger& w = job_.webhook();
-    for (const auto& [suffix, value] :
-         {std::pair{"EVENT", w.event()}, {"HEAD_REF", w.head_ref()}, {"BASE_REF", w.base_ref()},
-          {"PREV_COMMIT", w.prev_commit()}, {"ACTOR_ACCOUNT_ID", w.actor_account_id()},
-          {"TRIGGER", w.trigger()}}) {
+    for (const auto& [suffix, value] : {std::pair{"EVENT", w.event()},
+                                        {"HEAD_REF", w.head_ref()},
+                                        {"BASE_REF", w.base_ref()},
+                                        {"PREV_COMMIT", w.prev_commit()},
+                                        {"ACTOR_ACCOUNT_ID", w.actor_account_id()},
+                                        {"TRIGGER", w.trigger()}}) {
       if (!value.empty()) set(absl::StrCat("WEBHOOK_", suffix), value);
     }
     if (!w.delivery_id().empty()) env["KILN_WEBHOOK_DELIVERY_ID"] = w.delivery_id();
@@ -349,16 +389,15 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
       initial_env_.push_back(absl::StrCat(name, "=", value));
     }
   }
-  shell_path_ = spec->shell == "/bin/sh" ? "/bin/sh" : "/bin/bash";
-  spec_ = std::move(*spec);
-  Log(absl::StrCat("Moving to directory ", src_dir_));
   return {};
 }
 
-BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phase, bool build_succeeding) {
+BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phase,
+                                                      bool build_succeeding) {
   if (!spec_.has_value()) {
-    return Outcome::Of(BuildStatus::FAULT, kAgentError,
-                       absl::StrCat(PhaseName(phase), " asked for before DOWNLOAD_SOURCE succeeded"));
+    return Outcome::Of(
+        BuildStatus::FAULT, kAgentError,
+        absl::StrCat(PhaseName(phase), " asked for before DOWNLOAD_SOURCE succeeded"));
   }
   const std::optional<common::BuildspecPhase>& p =
       phase == BuildPhaseType::INSTALL     ? spec_->install
@@ -367,7 +406,8 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
                                            : spec_->post_build;
   if (phase == BuildPhaseType::INSTALL) {  // §1.6 runtime-versions
     Log(p.has_value() && !p->runtime_versions.empty()
-            ? "Skipping install of runtimes. Runtime version selection is not supported by this build image."
+            ? "Skipping install of runtimes. Runtime version selection is not supported by this "
+              "build image."
             : "No runtime version selected in buildspec.");
   }
   if (!p.has_value() || (p->commands.empty() && p->finally.empty())) return {};
@@ -380,7 +420,8 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
   if (spec_->version != "0.1") {  // 0.1 shells get it in their environment
     const std::string flag = build_succeeding ? "1" : "0";
     const CommandRun r = RunCommand(
-        absl::StrCat("export CODEBUILD_BUILD_SUCCEEDING=", flag, " KILN_BUILD_SUCCEEDING=", flag), true);
+        absl::StrCat("export CODEBUILD_BUILD_SUCCEEDING=", flag, " KILN_BUILD_SUCCEEDING=", flag),
+        true);
     if (r.kind == CommandRun::kInterrupted) return StopOutcome();
     if (r.kind == CommandRun::kFault) return Outcome::Of(BuildStatus::FAULT, kAgentError, r.error);
   }
@@ -390,7 +431,8 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
       for (const std::string& command : *list) {
         const CommandRun r = RunCommand(command, false);
         if (r.kind == CommandRun::kInterrupted) return StopOutcome();
-        if (r.kind == CommandRun::kFault) return Outcome::Of(BuildStatus::FAULT, kAgentError, r.error);
+        if (r.kind == CommandRun::kFault)
+          return Outcome::Of(BuildStatus::FAULT, kAgentError, r.error);
         if (r.exit_status != 0) {  // §1.6: skip the rest of this list; finally still runs
           failures.push_back(MakeContext("COMMAND_EXECUTION_ERROR",
                                          absl::StrCat("Error while executing command: ", command,
@@ -406,7 +448,8 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
       continue;
     }
     return Outcome{BuildStatus::FAILED, std::move(failures),
-                   policy->action == OnFailurePolicy::Action::kAbort};
+                   policy->action == OnFailurePolicy::Action::kAbort,
+                   policy->action == OnFailurePolicy::Action::kContinue};
   }
 }
 
@@ -419,13 +462,15 @@ BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result) {
       const std::string file = absl::StrCat(tmp_dir_, "/exported-", i);
       fs::remove(file, ec);
       if (!IsIdentifier(names[i])) continue;
-      lines.push_back(absl::StrCat("if [ -n \"${", names[i], "+x}\" ]; then command printf '%s' \"$", names[i],
-                                   "\" >", ShellQuote(file), "; fi"));
+      lines.push_back(absl::StrCat("if [ -n \"${", names[i],
+                                   "+x}\" ]; then command printf '%s' \"$", names[i], "\" >",
+                                   ShellQuote(file), "; fi"));
     }
     const CommandRun r = RunCommand(absl::StrJoin(lines, "\n"), true);
     if (r.kind == CommandRun::kDone) {
       for (size_t i = 0; i < names.size(); ++i) {
-        const std::optional<std::string> value = ReadFile(absl::StrCat(tmp_dir_, "/exported-", i), 1 << 20);
+        const std::optional<std::string> value =
+            ReadFile(absl::StrCat(tmp_dir_, "/exported-", i), 1 << 20);
         if (value.has_value()) (*result->mutable_exported_variables())[names[i]] = *value;
       }
     }
@@ -440,7 +485,8 @@ BuildExecutor::CommandRun BuildExecutor::RunCommand(const std::string& command, 
   absl::Status error;
   ShellSession* shell = EnsureShell(&error);
   if (shell == nullptr) {
-    return error.ok() ? CommandRun{CommandRun::kInterrupted} : CommandRun{CommandRun::kFault, 0, error.ToString()};
+    return error.ok() ? CommandRun{CommandRun::kInterrupted}
+                      : CommandRun{CommandRun::kFault, 0, error.ToString()};
   }
   const auto emit = [this](std::string_view bytes) { EmitMasked(bytes); };
   absl::StatusOr<ShellSession::Result> r =
@@ -461,7 +507,8 @@ BuildExecutor::CommandRun BuildExecutor::RunCommand(const std::string& command, 
   FlushMasker();
   if (r->kind == ShellSession::Result::kShellExited || spec_->version == "0.1") DiscardShell();
   if (!internal && r->exit_status != 0) {
-    Log(absl::StrCat("Command did not exit successfully ", command, " exit status ", r->exit_status));
+    Log(absl::StrCat("Command did not exit successfully ", command, " exit status ",
+                     r->exit_status));
   }
   return {CommandRun::kDone, r->exit_status};
 }
@@ -487,7 +534,8 @@ ShellSession* BuildExecutor::EnsureShell(absl::Status* error) {
   } else {
     options.env = initial_env_;
     for (std::string& e : options.env) {
-      if (e.rfind("CODEBUILD_BUILD_SUCCEEDING=", 0) == 0 || e.rfind("KILN_BUILD_SUCCEEDING=", 0) == 0) {
+      if (e.rfind("CODEBUILD_BUILD_SUCCEEDING=", 0) == 0 ||
+          e.rfind("KILN_BUILD_SUCCEEDING=", 0) == 0) {
         e = absl::StrCat(e.substr(0, e.find('=') + 1), succeeding_ ? "1" : "0");
       }
     }
@@ -498,6 +546,9 @@ ShellSession* BuildExecutor::EnsureShell(absl::Status* error) {
     return nullptr;
   }
   shell_ = std::move(*shell);
+  // Lets a restarted agent find and kill this build's processes if the agent dies (see
+  // KillLeftoverSessions).
+  WriteSessionFile(root_, shell_->pid(), job_.build_id());
   return shell_.get();
 }
 
@@ -512,10 +563,10 @@ void BuildExecutor::DiscardShell() {
 
 void BuildExecutor::Log(std::string_view text) {
   FlushMasker();
-  const std::string line =
-      absl::StrCat(at_line_start_ ? "" : "\n", "[Container] ",
-                   absl::FormatTime("%Y/%m/%d %H:%M:%E6S", options_.clock->Now(), absl::UTCTimeZone()), " ",
-                   absl::string_view(text.data(), text.size()), "\n");
+  const std::string line = absl::StrCat(
+      at_line_start_ ? "" : "\n", "[Container] ",
+      absl::FormatTime("%Y/%m/%d %H:%M:%E6S", options_.clock->Now(), absl::UTCTimeZone()), " ",
+      absl::string_view(text.data(), text.size()), "\n");
   Emit(masker_.Write(line));
   FlushMasker();
 }

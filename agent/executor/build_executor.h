@@ -7,22 +7,26 @@
 //   PROVISIONING      logs only (the workspace exists since Create()).
 //   DOWNLOAD_SOURCE   clones job.source().location() into src/ (libgit2) at job.source_version()
 //                     (empty: source.branch), sets resolved_source_version; reads and parses the
-//                     buildspec (missing or invalid: FAILED, YAML_FILE_ERROR); resolves parameter-store
-//                     names with ONE resolve_parameters call (missing: FAILED "Decrypted Variables
-//                     Error"; resolver error: FAULT); builds the environment in §1.14 item 2 order:
-//                     agent environment < env.variables < env.parameter-store < job variables
-//                     < CODEBUILD_* (and a KILN_* twin of each).
-//   INSTALL..POST_BUILD  the phase's commands, then its finally commands (§1.6), honouring on-failure
+//                     buildspec (missing or invalid: FAILED, YAML_FILE_ERROR); resolves
+//                     parameter-store names with ONE resolve_parameters call (missing: FAILED
+//                     "Decrypted Variables Error"; resolver error: FAULT); builds the environment
+//                     in §1.14 item 2 order: agent environment < env.variables <
+//                     env.parameter-store < job variables < CODEBUILD_* (and a KILN_* twin of
+//                     each).
+//   INSTALL..POST_BUILD  the phase's commands, then its finally commands (§1.6), honouring
+//   on-failure
 //                     (see on_failure.h; ABORT sets PhaseResult.skip_to_finalizing). Buildspec 0.2
 //                     runs every command in one persistent shell (shell_session.h): cd, export and
 //                     plain assignments carry across commands and phases, shell options do not; a
-//                     shell that dies (`exit 3`) fails its command and is replaced by one restored from
-//                     the last saved exported environment and cwd. 0.1 runs each command in a fresh
-//                     shell from the initial environment in CODEBUILD_SRC_DIR.
+//                     shell that dies (`exit 3`) fails its command and is replaced by one restored
+//                     from the last saved exported environment and cwd. 0.1 runs each command in a
+//                     fresh shell from the initial environment in CODEBUILD_SRC_DIR.
 //   UPLOAD_ARTIFACTS  warns that Kiln does not upload artifacts yet; SUCCEEDED.
-//   FINALIZING        reads env.exported-variables from the shell (exported or plain variables; unset
-//                     ones omitted) into PhaseResult.exported_variables, stops the shell; SUCCEEDED.
-//                     Runs even after Stop() or a timeout (then without exported variables).
+//   FINALIZING        reads env.exported-variables from the shell (exported or plain variables;
+//   unset
+//                     ones omitted) into PhaseResult.exported_variables, stops the shell;
+//                     SUCCEEDED. Runs even after Stop() or a timeout (then without exported
+//                     variables).
 // The shell is bash (--noprofile --norc) unless env.shell is /bin/sh.
 //
 // Output: every byte (command output and Kiln's own "[Container] YYYY/MM/DD HH:MM:SS.ffffff <text>"
@@ -30,9 +34,9 @@
 // Options::output in order, in chunks of at most 64 KiB, as it arrives. Command output is passed on
 // byte for byte; a Kiln line that follows output without a trailing newline starts on a new line.
 //
-// Timeout: job.timeout_millis() (0 = none) from Create(), measured with Options::clock; when it passes
-// the build's processes are killed and the running (and any later) phase returns TIMED_OUT with
-// context {BUILD_TIMED_OUT, "Build has timed out. "}.
+// Timeout: job.timeout_millis() (0 = none) from Create(), measured with Options::clock; when it
+// passes the build's processes are killed and the running (and any later) phase returns TIMED_OUT
+// with context {BUILD_TIMED_OUT, "Build has timed out. "}.
 //
 // Thread-safety: RunPhase is called by one thread at a time; Stop() from any thread at any time.
 #ifndef KILN_AGENT_EXECUTOR_BUILD_EXECUTOR_H_
@@ -60,7 +64,8 @@ namespace kiln::agent {
 // Receives masked build output, in order.
 using OutputFn = std::function<void(std::string_view bytes)>;
 // Resolves parameter-store names (the agent calls AgentService.GetBuildParameters). Called at most
-// once per build, in DOWNLOAD_SOURCE, with every distinct name. A non-OK status makes the phase FAULT.
+// once per build, in DOWNLOAD_SOURCE, with every distinct name. A non-OK status makes the phase
+// FAULT.
 using ParameterResolver = std::function<absl::StatusOr<kiln::v1::GetBuildParametersResponse>(
     const std::vector<std::string>& names)>;
 
@@ -81,8 +86,8 @@ class BuildExecutor {
   // Errors: InvalidArgument (empty build id, id of dots only, empty source location, negative
   // timeout, empty work_dir, null clock), Internal (workspace cannot be created).
   static absl::StatusOr<std::unique_ptr<BuildExecutor>> Create(const kiln::v1::BuildJob& job,
-                                                                Options options);
-  // Kills anything left and deletes the workspace.
+                                                               Options options);
+  // Kills anything left and deletes the workspace. REQUIRES: no RunPhase is running.
   ~BuildExecutor();
   BuildExecutor(const BuildExecutor&) = delete;
   BuildExecutor& operator=(const BuildExecutor&) = delete;
@@ -110,6 +115,8 @@ class BuildExecutor {
   BuildExecutor(const kiln::v1::BuildJob& job, Options options, std::string root, int wake_fd);
 
   Outcome DownloadSource(kiln::v1::PhaseResult* result);
+  Outcome BuildEnvironment(const common::Buildspec& spec, const std::string& requested,
+                           const std::string& commit);
   Outcome RunCommandPhase(kiln::v1::BuildPhaseType::Value phase, bool build_succeeding);
   Outcome Finalize(kiln::v1::PhaseResult* result);
   Outcome StopOutcome();

@@ -33,8 +33,8 @@ int TransferProgress(const git_indexer_progress*, void* payload) {
 
 }  // namespace
 
-absl::StatusOr<std::string> CloneAndCheckout(const std::string& location, const std::string& version,
-                                             const std::string& dest,
+absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
+                                             const std::string& version, const std::string& dest,
                                              const std::function<bool()>& cancelled) {
   static std::once_flag init;
   std::call_once(init, [] { git_libgit2_init(); });  // never shut down: other threads may use it
@@ -55,8 +55,8 @@ absl::StatusOr<std::string> CloneAndCheckout(const std::string& location, const 
   } else if (absl::StartsWith(version, "refs/heads/")) {
     candidates = {absl::StrCat("refs/remotes/origin/", version.substr(11))};
   } else {
-    candidates = {absl::StrCat("refs/remotes/origin/", version), absl::StrCat("refs/tags/", version),
-                  version};
+    candidates = {absl::StrCat("refs/remotes/origin/", version),
+                  absl::StrCat("refs/tags/", version), version};
   }
   Object target;
   for (const std::string& spec : candidates) {
@@ -67,7 +67,8 @@ absl::StatusOr<std::string> CloneAndCheckout(const std::string& location, const 
       break;
     }
     if (r == GIT_EAMBIGUOUS) {
-      return absl::InvalidArgumentError(absl::StrCat("source version '", version, "' is ambiguous"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("source version '", version, "' is ambiguous"));
     }
   }
   if (target == nullptr) {
@@ -76,7 +77,8 @@ absl::StatusOr<std::string> CloneAndCheckout(const std::string& location, const 
   }
   git_object* raw_commit = nullptr;
   if (git_object_peel(&raw_commit, target.get(), GIT_OBJECT_COMMIT) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("source version '", version, "' is not a commit"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("source version '", version, "' is not a commit"));
   }
   Object commit(raw_commit);
   git_checkout_options checkout_opts = GIT_CHECKOUT_OPTIONS_INIT;

@@ -19,8 +19,8 @@ namespace kiln::agent {
 // Returns the full commit id (40 hex digits) checked out.
 // Errors: NotFound (version unknown), InvalidArgument (version ambiguous or not a commit),
 // Unavailable (clone failed), Cancelled (`cancelled` said so), Internal (checkout failed).
-absl::StatusOr<std::string> CloneAndCheckout(const std::string& location, const std::string& version,
-                                             const std::string& dest,
+absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
+                                             const std::string& version, const std::string& dest,
                                              const std::function<bool()>& cancelled);
 
 }  // namespace kiln::agent

@@ -38,8 +38,9 @@ absl::StatusOr<OnFailurePolicy> ParseOnFailure(std::string_view text) {
   const std::string quoted = absl::StrCat("on-failure '", std::string(text), "': ");
   if (upper != "RETRY" && upper.rfind("RETRY-", 0) != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(quoted, "expected ABORT, CONTINUE, RETRY, RETRY-<count>, RETRY-<regex> or "
-                             "RETRY-<count>-<regex>"));
+        absl::StrCat(quoted,
+                     "expected ABORT, CONTINUE, RETRY, RETRY-<count>, RETRY-<regex> or "
+                     "RETRY-<count>-<regex>"));
   }
   policy.action = OnFailurePolicy::Action::kRetry;
   policy.retries = kDefaultRetries;
@@ -56,7 +57,8 @@ absl::StatusOr<OnFailurePolicy> ParseOnFailure(std::string_view text) {
     rest = rest.substr(dash + 1);
   }
   if (!count.empty()) {
-    if (count.size() > 3 || !absl::SimpleAtoi(absl::string_view(count.data(), count.size()), &policy.retries) ||
+    if (count.size() > 3 ||
+        !absl::SimpleAtoi(absl::string_view(count.data(), count.size()), &policy.retries) ||
         policy.retries > kMaxRetries) {
       return absl::InvalidArgumentError(absl::StrCat(quoted, "the retry count must be 0..100"));
     }
@@ -65,15 +67,16 @@ absl::StatusOr<OnFailurePolicy> ParseOnFailure(std::string_view text) {
     policy.pattern = std::string(rest);
     const RE2 re(policy.pattern, RE2::Quiet);
     if (policy.pattern.empty() || !re.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(quoted, "invalid retry regex: ", policy.pattern.empty() ? "empty" : re.error()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          quoted, "invalid retry regex: ", policy.pattern.empty() ? "empty" : re.error()));
     }
   }
   return policy;
 }
 
 bool ShouldRetry(const OnFailurePolicy& policy, int runs_so_far, const std::string& message) {
-  if (policy.action != OnFailurePolicy::Action::kRetry || runs_so_far > policy.retries) return false;
+  if (policy.action != OnFailurePolicy::Action::kRetry || runs_so_far > policy.retries)
+    return false;
   const RE2 re(policy.pattern, RE2::Quiet);
   return re.ok() && RE2::PartialMatch(message, re);
 }

@@ -1,7 +1,7 @@
 // Streaming secret masker for build output (reference/aws-semantics.md §1.4 "Log masking", §1.14
-// item 5). Every occurrence of a registered value is replaced by "***", also when the value is split
-// across the chunks given to Write(): the masker holds back at most (longest value - 1) bytes that
-// could still start a value, and releases them on the next Write() or on Flush().
+// item 5). Every occurrence of a registered value is replaced by "***", also when the value is
+// split across the chunks given to Write(): the masker holds back at most (longest value - 1) bytes
+// that could still start a value, and releases them on the next Write() or on Flush().
 //
 // Where values overlap, the leftmost occurrence wins and, at one position, the longest value.
 // Not thread-safe: one owner feeds it.

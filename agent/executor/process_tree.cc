@@ -10,11 +10,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -88,7 +92,8 @@ void KillSession(pid_t sid) {
     std::set<pid_t> members;
     std::vector<pid_t> todo;
     for (const ProcInfo& p : procs) {
-      if (p.sid == sid || p.pgrp == sid || p.pid == sid || killed.count(p.pid)) todo.push_back(p.pid);
+      if (p.sid == sid || p.pgrp == sid || p.pid == sid || killed.count(p.pid))
+        todo.push_back(p.pid);
     }
     while (!todo.empty()) {
       const pid_t pid = todo.back();
@@ -123,8 +128,36 @@ void KillSession(pid_t sid) {
 void ReapSessionOrphans(pid_t sid) {
   const pid_t self = getpid();
   for (const ProcInfo& p : ListProcesses()) {
-    if (p.sid == sid && p.pid != sid && p.ppid == self && IsDead(p.state)) waitpid(p.pid, nullptr, WNOHANG);
+    if (p.sid == sid && p.pid != sid && p.ppid == self && IsDead(p.state))
+      waitpid(p.pid, nullptr, WNOHANG);
   }
+}
+
+void WriteSessionFile(const std::string& workspace, pid_t sid, const std::string& build_id) {
+  std::ofstream out(workspace + "/session", std::ios::trunc);
+  out << sid << "\n" << build_id << "\n";
+}
+
+int KillLeftoverSessions(const std::string& builds_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  int killed = 0;
+  for (const fs::directory_entry& ws : fs::directory_iterator(builds_dir, ec)) {
+    std::ifstream in(ws.path() / "session");
+    pid_t sid = 0;
+    std::string build_id;
+    if (in >> sid >> build_id && sid > 1) {
+      std::ifstream env_file(absl::StrCat("/proc/", sid, "/environ"), std::ios::binary);
+      std::string env((std::istreambuf_iterator<char>(env_file)), std::istreambuf_iterator<char>());
+      const std::string marker = absl::StrCat("CODEBUILD_BUILD_ID=", build_id, std::string(1, '\0'));
+      if (env.find(marker) != std::string::npos) {
+        KillSession(sid);
+        ++killed;
+      }
+    }
+    fs::remove_all(ws.path(), ec);
+  }
+  return killed;
 }
 
 }  // namespace kiln::agent

@@ -25,8 +25,8 @@ constexpr size_t kReadSize = 64 * 1024;
 constexpr int kFeedFd = 9;  // the shell's copy of the output pipe, for the marker
 
 absl::Status ErrnoError(std::string_view what, int err = errno) {
-  return absl::InternalError(absl::StrCat(absl::string_view(what.data(), what.size()), ": ",
-                                          strerror(err)));
+  return absl::InternalError(
+      absl::StrCat(absl::string_view(what.data(), what.size()), ": ", strerror(err)));
 }
 
 // Moves `fd` to a number >= 10 (close-on-exec) so the child's dup2/close actions on 0..9 cannot
@@ -64,7 +64,8 @@ int DecodeWaitStatus(int st) {
 int PollTimeoutMillis(absl::Time deadline, const common::Clock& clock, int cap_ms) {
   const absl::Duration left = deadline - clock.Now();
   if (left <= absl::ZeroDuration()) return 0;
-  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), cap_ms));
+  return static_cast<int>(std::min<int64_t>(
+      absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), cap_ms));
 }
 
 }  // namespace
@@ -114,14 +115,16 @@ absl::StatusOr<std::unique_ptr<ShellSession>> ShellSession::Start(const Options&
   posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   sigset_t signals;
   sigemptyset(&signals);
   posix_spawnattr_setsigmask(&attr, &signals);
   sigfillset(&signals);
   posix_spawnattr_setsigdefault(&attr, &signals);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, options.shell_path.c_str(), &actions, &attr, argv.data(), envp.data());
+  const int rc =
+      posix_spawn(&pid, options.shell_path.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(in[0]);
@@ -136,7 +139,8 @@ absl::StatusOr<std::unique_ptr<ShellSession>> ShellSession::Start(const Options&
   const int pid_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   std::unique_ptr<ShellSession> session(new ShellSession(options, pid, in[1], out[0], pid_fd));
   if (!options.restore_env_file.empty()) {
-    SendAll(session->in_fd_, absl::StrCat(". ", ShellQuote(options.restore_env_file), " 2>/dev/null\n"));
+    SendAll(session->in_fd_,
+            absl::StrCat(". ", ShellQuote(options.restore_env_file), " 2>/dev/null\n"));
   }
   return session;
 }
@@ -246,20 +250,26 @@ absl::StatusOr<ShellSession::Result> ShellSession::Run(const std::string& script
   close(fd);
   if (!written) return ErrnoError(absl::StrCat("writing ", script_path));
 
+  // Two lines: the command, then
+  //   { __kiln_rc=$?; set +euxv +o pipefail; } 2>/dev/null; exec 1>&9 2>&9;
+  //   { command export -p >'<state>/env'; command pwd >'<state>/cwd'; } 2>/dev/null;
+  //   command printf '\036KILN<nonce>:%d\n' "$__kiln_rc"; unset __kiln_rc
+  // (`command` skips user functions and keeps dash alive if a redirection fails).
   const std::string state = options_.state_dir;
   const bool bash = absl::EndsWith(options_.shell_path, "bash");
-  const std::string feed = absl::StrCat(
-      ". ", ShellQuote(script_path), " </dev/null\n",
-      "{ __kiln_rc=$?; set +euxv", bash ? " +o pipefail" : "", "; } 2>/dev/null; exec 1>&9 2>&9; ",
-      "{ command export -p >", ShellQuote(state + "/env"), "; command pwd >",
-      ShellQuote(state + "/cwd"), "; } 2>/dev/null; command printf '\\036KILN", options_.nonce,
-      ":%d\\n' \"$__kiln_rc\"; unset __kiln_rc\n");
+  const std::string feed =
+      absl::StrCat(". ", ShellQuote(script_path), " </dev/null\n", "{ __kiln_rc=$?; set +euxv",
+                   bash ? " +o pipefail" : "", "; } 2>/dev/null; exec 1>&9 2>&9; ",
+                   "{ command export -p >", ShellQuote(state + "/env"), "; command pwd >",
+                   ShellQuote(state + "/cwd"), "; } 2>/dev/null; command printf '\\036KILN",
+                   options_.nonce, ":%d\\n' \"$__kiln_rc\"; unset __kiln_rc\n");
   SendAll(in_fd_, feed);  // a dead shell is noticed below
 
   int status = 0;
   bool marker = false;
   while (true) {
-    pollfd fds[3] = {{out_eof_ ? -1 : out_fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
+    pollfd fds[3] = {
+        {out_eof_ ? -1 : out_fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
     const int n = poll(fds, 3, PollTimeoutMillis(deadline, clock, pid_fd_ >= 0 ? 1000 : 100));
     if (n < 0 && errno != EINTR) return ErrnoError("poll");
     if (!out_eof_ && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
@@ -293,7 +303,8 @@ void ShellSession::Drain(const OutputFn& output, absl::Duration max_wait) {
     }
     if (marker) continue;
     pollfd p = {out_fd_, POLLIN, 0};
-    const int left_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(end - absl::Now())));
+    const int left_ms =
+        static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(end - absl::Now())));
     if (left_ms == 0 || poll(&p, 1, left_ms) == 0) break;
   }
   EmitSplit(output, buf_);

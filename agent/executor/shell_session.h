@@ -1,8 +1,8 @@
 // One long-lived shell process that runs a build's commands (reference/aws-semantics.md §1.7).
 //
 // The shell (bash started with --noprofile --norc, or /bin/sh) runs in its own session and process
-// group (setsid), reads its commands from a socket on stdin, and writes stdout and stderr to one pipe
-// that Run() reads. Run() writes each command to a file and feeds the shell
+// group (setsid), reads its commands from a socket on stdin, and writes stdout and stderr to one
+// pipe that Run() reads. Run() writes each command to a file and feeds the shell
 //
 //     . '<file>' </dev/null
 //
@@ -77,8 +77,8 @@ class ShellSession {
 
   // Writes `script` to `script_path` and runs it as described above, blocking until a Result.
   // `output` gets the raw output (markers removed) in order, as it arrives, in chunks of at most
-  // 64 KiB. `wake_fd` (-1: none) is polled for readability; `deadline` is read from `clock` (checked
-  // at least once a second). Errors: Internal if the file cannot be written.
+  // 64 KiB. `wake_fd` (-1: none) is polled for readability; `deadline` is read from `clock`
+  // (checked at least once a second). Errors: Internal if the file cannot be written.
   absl::StatusOr<Result> Run(const std::string& script_path, std::string_view script,
                              const OutputFn& output, int wake_fd, absl::Time deadline,
                              const common::Clock& clock);

@@ -311,6 +311,7 @@ void BuildController::CompleteLocked(ActiveBuild& ab) {
   WriteBatch batch;
   batch.Delete(ActiveKey(b.id()));
   if (!PersistLocked(b, batch).ok()) return;
+  options_.logs->Close(b.id());
   builds_completed_[BuildStatus::Value_Name(b.build_status())]++;
   const std::string id = b.id();
   const std::string agent = b.agent_id();
@@ -764,13 +765,23 @@ void BuildController::HandleAgentMessage(const std::string& agent_id,
           log_bytes_ += static_cast<int64_t>(c.data().size());
           NotifyLocked(c.build_id());
         }
-        CoordinatorMessage ack;
-        ack.mutable_log_ack()->set_build_id(c.build_id());
-        ack.mutable_log_ack()->set_acked_seq(c.seq());
-        if (a.conn) a.conn->Send(ack);
+        // Acks are cumulative: every 16th chunk, resent duplicates, and before each phase result
+        // is applied (below), so the agent's resend buffer stays small without one ack per chunk.
+        if (!*appended || c.seq() % 16 == 15) {
+          CoordinatorMessage ack;
+          ack.mutable_log_ack()->set_build_id(c.build_id());
+          ack.mutable_log_ack()->set_acked_seq(c.seq());
+          if (a.conn) a.conn->Send(ack);
+        }
         break;
       }
       case kiln::v1::AgentMessage::kPhaseResult:
+        if (auto next = options_.logs->NextSeq(m.phase_result().build_id()); next.ok() && *next > 0) {
+          CoordinatorMessage ack;
+          ack.mutable_log_ack()->set_build_id(m.phase_result().build_id());
+          ack.mutable_log_ack()->set_acked_seq(*next - 1);
+          if (a.conn) a.conn->Send(ack);
+        }
         ApplyPhaseResultLocked(agent_id, m.phase_result());
         ScheduleLocked();
         break;

@@ -30,6 +30,11 @@ struct LogStore::BuildLog {
   bool loaded ABSL_GUARDED_BY(mu) = false;
   int64_t size ABSL_GUARDED_BY(mu) = 0;      // bytes of the log (the file may hold more, unindexed)
   int64_t next_seq ABSL_GUARDED_BY(mu) = 0;  // seq of the next chunk to append
+  int fd ABSL_GUARDED_BY(mu) = -1;            // open for writing while the build is active
+
+  ~BuildLog() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
 namespace {
@@ -44,10 +49,14 @@ absl::Status FileError(int err, std::string_view op, const std::string& path) {
   return absl::ErrnoToStatus(err, absl::StrCat(absl::string_view(op.data(), op.size()), " ", path));
 }
 
-// Writes all of `data` at `offset` of the file `path`, creating it if missing.
-absl::Status WriteAt(const std::string& path, int64_t offset, std::string_view data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) return FileError(errno, "open", path);
+// Writes all of `data` at `offset` of the file `path`, opening it (creating it if missing) into *fd
+// unless it is open already. The file stays open for the next append.
+absl::Status WriteAt(int* fd_ptr, const std::string& path, int64_t offset, std::string_view data) {
+  if (*fd_ptr < 0) {
+    *fd_ptr = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+    if (*fd_ptr < 0) return FileError(errno, "open", path);
+  }
+  const int fd = *fd_ptr;
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done,
@@ -56,11 +65,11 @@ absl::Status WriteAt(const std::string& path, int64_t offset, std::string_view d
     if (n < 0) {
       int err = errno;
       ::close(fd);
+      *fd_ptr = -1;
       return FileError(err, "write", path);
     }
     done += static_cast<size_t>(n);
   }
-  if (::close(fd) != 0) return FileError(errno, "close", path);
   return absl::OkStatus();
 }
 
@@ -140,18 +149,30 @@ std::string LogStore::PathFor(std::string_view build_id) const {
   return absl::StrCat(dir_, "/", stem, ".log");
 }
 
-LogStore::BuildLog* LogStore::Entry(const std::string& build_id) {
+std::shared_ptr<LogStore::BuildLog> LogStore::Entry(const std::string& build_id) {
   absl::MutexLock lock(&mu_);
-  std::unique_ptr<BuildLog>& log = logs_[build_id];
-  if (log == nullptr) log = std::make_unique<BuildLog>();
-  return log.get();
+  std::shared_ptr<BuildLog>& log = logs_[build_id];
+  if (log == nullptr) log = std::make_shared<BuildLog>();
+  return log;
+}
+
+void LogStore::Close(const std::string& build_id) {
+  std::shared_ptr<BuildLog> log;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = logs_.find(build_id);
+    if (it == logs_.end()) return;
+    log = std::move(it->second);
+    logs_.erase(it);
+  }
+  // The file closes when the last user lets go of `log`.
 }
 
 absl::StatusOr<bool> LogStore::Append(const std::string& build_id, int64_t seq,
                                       std::string_view data) {
   if (build_id.empty()) return absl::InvalidArgumentError("empty build id");
   if (seq < 0) return absl::InvalidArgumentError(absl::StrCat("negative log chunk seq ", seq));
-  BuildLog* log = Entry(build_id);
+  std::shared_ptr<BuildLog> log = Entry(build_id);
   absl::MutexLock lock(&log->mu);
   KILN_RETURN_IF_ERROR(log->EnsureLoaded(store_, build_id, PathFor(build_id)));
   if (seq < log->next_seq) return false;
@@ -162,7 +183,7 @@ absl::StatusOr<bool> LogStore::Append(const std::string& build_id, int64_t seq,
   // Bytes first, index second: a crash in between leaves only unindexed bytes, cut off on load.
   // Writing at the indexed size (not O_APPEND) also overwrites bytes of an earlier append whose
   // index write failed.
-  if (!data.empty()) KILN_RETURN_IF_ERROR(WriteAt(PathFor(build_id), log->size, data));
+  if (!data.empty()) KILN_RETURN_IF_ERROR(WriteAt(&log->fd, PathFor(build_id), log->size, data));
   const int64_t size = log->size + static_cast<int64_t>(data.size());
   WriteBatch batch;
   batch.Put(IndexKey(build_id), nlohmann::json{{"size", size}, {"next_seq", seq + 1}}.dump());
@@ -174,7 +195,7 @@ absl::StatusOr<bool> LogStore::Append(const std::string& build_id, int64_t seq,
 
 absl::StatusOr<std::pair<int64_t, int64_t>> LogStore::SizeAndNextSeq(const std::string& build_id) {
   if (build_id.empty()) return absl::InvalidArgumentError("empty build id");
-  BuildLog* log = Entry(build_id);
+  std::shared_ptr<BuildLog> log = Entry(build_id);
   absl::MutexLock lock(&log->mu);
   KILN_RETURN_IF_ERROR(log->EnsureLoaded(store_, build_id, PathFor(build_id)));
   return std::make_pair(log->size, log->next_seq);

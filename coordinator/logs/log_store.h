@@ -60,22 +60,26 @@ class LogStore {
   // Append.
   absl::StatusOr<std::string> Read(const std::string& build_id, int64_t offset, int64_t max_bytes);
 
+  // The build's log is complete: closes its file and drops its in-memory state (a later call for the
+  // build loads it again from the index). Never fails.
+  void Close(const std::string& build_id);
+
   // The file holding `build_id`'s log (tests, tools).
   std::string PathFor(std::string_view build_id) const;
 
  private:
   struct BuildLog;
   LogStore(Store* store, std::string dir);
-  // The in-memory state of `build_id`, created (not yet loaded) on first use and kept until the
-  // LogStore is destroyed, so the pointer stays valid.
-  BuildLog* Entry(const std::string& build_id);
+  // The in-memory state of `build_id`, created (not yet loaded) on first use and kept until
+  // Close(build_id); callers hold a reference while they use it.
+  std::shared_ptr<BuildLog> Entry(const std::string& build_id);
   // (size, next_seq) of `build_id`, loading the build first if needed. Errors: as Append.
   absl::StatusOr<std::pair<int64_t, int64_t>> SizeAndNextSeq(const std::string& build_id);
 
   Store* const store_;
   const std::string dir_;
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<BuildLog>> logs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<BuildLog>> logs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kiln::coordinator

@@ -17,12 +17,12 @@
 namespace kiln::agent {
 namespace {
 
-using ::testing::ContainsRegex;
-using ::testing::HasSubstr;
-using ::testing::Not;
 using kiln::v1::BuildPhaseType;
 using kiln::v1::BuildStatus;
 using kiln::v1::PhaseResult;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto INSTALL = BuildPhaseType::INSTALL;
 constexpr auto PRE_BUILD = BuildPhaseType::PRE_BUILD;
@@ -53,7 +53,8 @@ class BuildExecutorTest : public ::testing::Test {
       absl::MutexLock lock(&mu_);
       EXPECT_LE(bytes.size(), 64u * 1024);
       output_.append(bytes);
-      if (!wait_for_.empty() && output_.find(wait_for_) != std::string::npos && !seen_.HasBeenNotified()) {
+      if (!wait_for_.empty() && output_.find(wait_for_) != std::string::npos &&
+          !seen_.HasBeenNotified()) {
         seen_.Notify();
       }
     };
@@ -91,7 +92,8 @@ class BuildExecutorTest : public ::testing::Test {
   std::string UserOutput() {
     std::string out;
     for (absl::string_view line : absl::StrSplit(Output(), '\n')) {
-      if (!absl::StartsWith(line, "[Container] ") && !line.empty()) absl::StrAppend(&out, line, "\n");
+      if (!absl::StartsWith(line, "[Container] ") && !line.empty())
+        absl::StrAppend(&out, line, "\n");
     }
     return out;
   }
@@ -122,7 +124,8 @@ phases:
     commands:
       - echo "cwd=$(pwd)"
 )yaml");
-  for (auto phase : {INSTALL, PRE_BUILD, BUILD}) EXPECT_EQ(Run(phase).status(), BuildStatus::SUCCEEDED);
+  for (auto phase : {INSTALL, PRE_BUILD, BUILD})
+    EXPECT_EQ(Run(phase).status(), BuildStatus::SUCCEEDED);
   EXPECT_THAT(Output(), HasSubstr("cwd=" + executor_->source_dir() + "/a/b\n"));
   EXPECT_THAT(Output(), HasSubstr("Moving to directory " + executor_->source_dir() + "\n"));
 }
@@ -163,15 +166,19 @@ phases:
   EXPECT_EQ(build.status(), BuildStatus::FAILED);
   ASSERT_EQ(build.contexts_size(), 1);
   EXPECT_EQ(build.contexts(0).status_code(), "COMMAND_EXECUTION_ERROR");
-  EXPECT_EQ(build.contexts(0).message(), "Error while executing command: exit 3. Reason: exit status 3");
+  EXPECT_EQ(build.contexts(0).message(),
+            "Error while executing command: exit 3. Reason: exit status 3");
   EXPECT_FALSE(build.skip_to_finalizing());
   EXPECT_EQ(Run(POST_BUILD, /*succeeding=*/false).status(), BuildStatus::SUCCEEDED);
   EXPECT_EQ(UserOutput(), "pwd=" + executor_->source_dir() + "/d kept=yes succeeding=0\n");
-  EXPECT_THAT(Output(), ContainsRegex("\\[Container\\] [0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\\."
-                                      "[0-9]{6} Command did not exit successfully exit 3 exit status 3\n"));
+  EXPECT_THAT(
+      Output(),
+      ContainsRegex("\\[Container\\] [0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\\."
+                    "[0-9]{6} Command did not exit successfully exit 3 exit status 3\n"));
   EXPECT_THAT(Output(), HasSubstr("Phase complete: BUILD State: FAILED\n"));
-  EXPECT_THAT(Output(), HasSubstr("Phase context status code: COMMAND_EXECUTION_ERROR Message: Error while "
-                                  "executing command: exit 3. Reason: exit status 3\n"));
+  EXPECT_THAT(Output(),
+              HasSubstr("Phase context status code: COMMAND_EXECUTION_ERROR Message: Error while "
+                        "executing command: exit 3. Reason: exit status 3\n"));
 }
 
 TEST_F(BuildExecutorTest, SetEDoesNotCarryButKillsItsOwnCommand) {
@@ -189,7 +196,8 @@ phases:
   EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
   const PhaseResult post = Run(POST_BUILD);
   EXPECT_EQ(post.status(), BuildStatus::FAILED);
-  EXPECT_EQ(post.contexts(0).message(), "Error while executing command: set -e; false; echo never. Reason: exit status 1");
+  EXPECT_EQ(post.contexts(0).message(),
+            "Error while executing command: set -e; false; echo never. Reason: exit status 1");
   EXPECT_EQ(UserOutput(), "survived\n");
 }
 
@@ -225,7 +233,8 @@ phases:
   const PhaseResult r = Run(BUILD);
   EXPECT_EQ(r.status(), BuildStatus::FAILED);
   ASSERT_EQ(r.contexts_size(), 1);
-  EXPECT_EQ(r.contexts(0).message(), "Error while executing command: sh -c 'exit 4'. Reason: exit status 4");
+  EXPECT_EQ(r.contexts(0).message(),
+            "Error while executing command: sh -c 'exit 4'. Reason: exit status 4");
   EXPECT_EQ(UserOutput(), "one\ncleanup\n");
   EXPECT_THAT(Output(), HasSubstr("Running command echo cleanup\n"));
 }
@@ -268,7 +277,8 @@ phases:
 )yaml");
   EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
   const std::string out = Output();
-  EXPECT_THAT(out, ContainsRegex("Running command printf 'no-newline'\nno-newline\n\\[Container\\] "));
+  EXPECT_THAT(out,
+              ContainsRegex("Running command printf 'no-newline'\nno-newline\n\\[Container\\] "));
   EXPECT_THAT(out, ContainsRegex("\na\tb\nerr\nc\n\\[Container\\] "));
   EXPECT_THAT(out, HasSubstr("\n" + std::string(200000, 'z') + "\n[Container] "));
 }
@@ -307,7 +317,8 @@ phases:
   EXPECT_EQ(r.contexts(0).status_code(), "BUILD_TIMED_OUT");
   EXPECT_EQ(r.contexts(0).message(), "Build has timed out. ");
   EXPECT_THAT(Output(), HasSubstr("Phase complete: BUILD State: TIMED_OUT\n"));
-  EXPECT_TRUE(ProcessDead(std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"))));
+  EXPECT_TRUE(
+      ProcessDead(std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"))));
   EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::TIMED_OUT);
   EXPECT_EQ(Run(FINALIZING).status(), BuildStatus::SUCCEEDED);
 }
@@ -331,7 +342,8 @@ phases:
   ASSERT_EQ(r.contexts_size(), 1);
   EXPECT_EQ(r.contexts(0).status_code(), "BUILD_STOPPED");
   EXPECT_EQ(r.contexts(0).message(), "Stopped by user alice");
-  EXPECT_TRUE(ProcessDead(std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"))));
+  EXPECT_TRUE(
+      ProcessDead(std::stoi(testing::ReadFileOrEmpty(executor_->source_dir() + "/sleep.pid"))));
   EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::STOPPED);
 }
 
@@ -340,8 +352,8 @@ TEST_F(BuildExecutorTest, OrphansOfTheBuildAreReaped) {
 phases:
   build:
     commands:
-      - (true & echo $! > orphan.pid)
-      - until [ "$(cut -d' ' -f3 /proc/$(cat orphan.pid)/stat)" = Z ]; do :; done
+      - mkfifo go && (cat go & echo $! > orphan.pid)
+      - P=$(cat orphan.pid); echo > go; while [ -e /proc/$P ] && [ "$(cut -d' ' -f3 /proc/$P/stat)" != Z ]; do :; done
 )yaml");
   EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
   const std::string pid = testing::ReadFileOrEmpty(executor_->source_dir() + "/orphan.pid");
@@ -422,22 +434,29 @@ phases:
   EXPECT_EQ(r.contexts(0).status_code(), "Decrypted Variables Error");
   EXPECT_EQ(r.contexts(0).message(), "parameter does not exist: /ci/missing");
   const std::string out = Output();
-  EXPECT_THAT(out, ContainsRegex("Processing environment variables\n.*Decrypting parameter store environment "
-                                 "variables\n"));
-  EXPECT_THAT(out, ContainsRegex("\\.[0-9]{6} Phase context status code: Decrypted Variables Error Message: "
-                                 "parameter does not exist: /ci/missing\n"));
+  EXPECT_THAT(out, ContainsRegex(
+                       "Processing environment variables\n.*Decrypting parameter store environment "
+                       "variables\n"));
+  EXPECT_THAT(out, ContainsRegex(
+                       "\\.[0-9]{6} Phase context status code: Decrypted Variables Error Message: "
+                       "parameter does not exist: /ci/missing\n"));
 }
 
 TEST_F(BuildExecutorTest, ResolverErrorIsAFault) {
-  options_.resolve_parameters = [](const std::vector<std::string>&)
-      -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> { return absl::UnavailableError("down"); };
-  const PhaseResult r = Prepare("version: 0.2\nenv:\n  parameter-store:\n    X: /p\nphases:\n  build:\n    commands:\n      - echo\n");
+  options_.resolve_parameters =
+      [](const std::vector<std::string>&) -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> {
+    return absl::UnavailableError("down");
+  };
+  const PhaseResult r = Prepare(
+      "version: 0.2\nenv:\n  parameter-store:\n    X: /p\nphases:\n  build:\n    commands:\n      "
+      "- echo\n");
   EXPECT_EQ(r.status(), BuildStatus::FAULT);
   EXPECT_EQ(r.contexts(0).status_code(), "Decrypted Variables Error");
 }
 
 TEST_F(BuildExecutorTest, ChecksOutTheRequestedOlderCommit) {
-  repo_.Write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - cat version.txt\n");
+  repo_.Write("buildspec.yml",
+              "version: 0.2\nphases:\n  build:\n    commands:\n      - cat version.txt\n");
   repo_.Write("version.txt", "old\n");
   const std::string old_commit = repo_.Commit("old");
   repo_.Write("version.txt", "new\n");
@@ -451,7 +470,8 @@ TEST_F(BuildExecutorTest, ChecksOutTheRequestedOlderCommit) {
 }
 
 TEST_F(BuildExecutorTest, ShortCommitIdResolvesToTheFullId) {
-  repo_.Write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - cat v.txt\n");
+  repo_.Write("buildspec.yml",
+              "version: 0.2\nphases:\n  build:\n    commands:\n      - cat v.txt\n");
   repo_.Write("v.txt", "first\n");
   const std::string first = repo_.Commit("first");
   repo_.Write("v.txt", "second\n");
@@ -580,10 +600,14 @@ phases:
 }
 
 TEST_F(BuildExecutorTest, InstallLogsRuntimeSelection) {
-  PrepareOk("version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 3.11\n    commands:\n      - echo i\n");
+  PrepareOk(
+      "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 3.11\n    "
+      "commands:\n      - echo i\n");
   EXPECT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED);
-  EXPECT_THAT(Output(), HasSubstr("Skipping install of runtimes. Runtime version selection is not supported by "
-                                  "this build image.\n"));
+  EXPECT_THAT(
+      Output(),
+      HasSubstr("Skipping install of runtimes. Runtime version selection is not supported by "
+                "this build image.\n"));
 }
 
 TEST_F(BuildExecutorTest, AbsentPhasesSucceedWithoutCommands) {
@@ -631,7 +655,7 @@ phases:
   EXPECT_EQ(UserOutput(), executor_->source_dir() + " unset 0\n");
 }
 
-TEST_F(BuildExecutorTest, BinShIsUsedWhenAsked) {
+TEST_F(BuildExecutorTest, BinShKeepsStateAcrossCommandsAndARestart) {
   PrepareOk(R"yaml(version: 0.2
 env:
   shell: /bin/sh
@@ -639,10 +663,15 @@ phases:
   build:
     commands:
       - cd /
-      - echo "${BASH_VERSION:-no-bash} $PWD"
+      - export KEEP="a 'b'"
+      - exit 3
+  post_build:
+    commands:
+      - echo "${BASH_VERSION:-no-bash} $PWD $KEEP"
 )yaml");
-  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
-  EXPECT_EQ(UserOutput(), "no-bash /\n");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::FAILED);
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(UserOutput(), "no-bash / a 'b'\n");
 }
 
 TEST_F(BuildExecutorTest, MissingBuildspecIsAYamlFileError) {
@@ -667,7 +696,8 @@ TEST_F(BuildExecutorTest, BuildspecParseErrorIsAYamlFileError) {
   ASSERT_EQ(r.contexts_size(), 1);
   EXPECT_EQ(r.contexts(0).status_code(), "YAML_FILE_ERROR");
   EXPECT_THAT(r.contexts(0).message(), HasSubstr("biuld"));
-  EXPECT_THAT(Output(), HasSubstr("Phase context status code: YAML_FILE_ERROR Message: " + r.contexts(0).message()));
+  EXPECT_THAT(Output(), HasSubstr("Phase context status code: YAML_FILE_ERROR Message: " +
+                                  r.contexts(0).message()));
 }
 
 TEST_F(BuildExecutorTest, PhasesOutOfOrderOrUnsupportedAreFaults) {
@@ -675,22 +705,28 @@ TEST_F(BuildExecutorTest, PhasesOutOfOrderOrUnsupportedAreFaults) {
   ASSERT_TRUE(executor.ok());
   EXPECT_EQ((*executor)->RunPhase(BUILD, true).status(), BuildStatus::FAULT);
   EXPECT_EQ((*executor)->RunPhase(BuildPhaseType::QUEUED, true).status(), BuildStatus::FAULT);
-  EXPECT_EQ((*executor)->RunPhase(static_cast<BuildPhaseType::Value>(99), true).status(), BuildStatus::FAULT);
+  EXPECT_EQ((*executor)->RunPhase(static_cast<BuildPhaseType::Value>(99), true).status(),
+            BuildStatus::FAULT);
 }
 
 TEST_F(BuildExecutorTest, CreateValidatesTheJobAndDestructorDeletesTheWorkspace) {
   kiln::v1::BuildJob bad = job_;
   bad.set_build_id("..");
-  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
   bad = job_;
   bad.mutable_source()->clear_location();
-  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
   bad = job_;
   bad.set_timeout_millis(-1);
-  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildExecutor::Create(bad, options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
-  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 1000 & echo $! > sleep.pid\n");
-  EXPECT_EQ(executor_->workspace_dir(), options_.work_dir + "/builds/proj_0f8fad5b-d9cb-469f-a165-70867728950e");
+  PrepareOk(
+      "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 1000 & echo $! > sleep.pid\n");
+  EXPECT_EQ(executor_->workspace_dir(),
+            options_.work_dir + "/builds/proj_0f8fad5b-d9cb-469f-a165-70867728950e");
   EXPECT_TRUE(std::filesystem::is_directory(executor_->workspace_dir() + "/tmp"));
   EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
   const std::string workspace = executor_->workspace_dir();

@@ -66,7 +66,8 @@ TEST_F(GitCheckoutTest, LeavesADetachedHead) {
   const std::string dest = dir_.path() + "/detached";
   ASSERT_TRUE(CloneAndCheckout(repo_.dir(), first_, dest, nullptr).ok());
   EXPECT_EQ(testing::Sh("git -C '" + dest + "' rev-parse HEAD"), first_ + "\n");
-  EXPECT_EQ(testing::Sh("git -C '" + dest + "' symbolic-ref -q HEAD || echo detached"), "detached\n");
+  EXPECT_EQ(testing::Sh("git -C '" + dest + "' symbolic-ref -q HEAD || echo detached"),
+            "detached\n");
   EXPECT_EQ(testing::Sh("git -C '" + dest + "' status --porcelain"), "");
 }
 

@@ -52,7 +52,8 @@ TEST(OnFailureTest, RetryWithCountAndRegex) {
 TEST(OnFailureTest, RejectsBadValues) {
   EXPECT_EQ(ParseOnFailure("SKIP").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseOnFailure("RETRY-101").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseOnFailure("RETRY-99999999999").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseOnFailure("RETRY-99999999999").status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseOnFailure("RETRY-(").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseOnFailure("RETRY-").status().code(), absl::StatusCode::kInvalidArgument);
 }

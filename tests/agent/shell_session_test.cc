@@ -35,9 +35,10 @@ class ShellSessionTest : public ::testing::Test {
   std::string Run(ShellSession& shell, const std::string& script, ShellSession::Result* result,
                   absl::Duration timeout = absl::Seconds(30)) {
     std::string out;
-    auto r = shell.Run(dir_.path() + "/cmd-" + std::to_string(++count_) + ".sh", script,
-                       [&out](std::string_view b) { out.append(b); }, -1,
-                       absl::Now() + timeout, *common::RealClock::Default());
+    auto r = shell.Run(
+        dir_.path() + "/cmd-" + std::to_string(++count_) + ".sh", script,
+        [&out](std::string_view b) { out.append(b); }, -1, absl::Now() + timeout,
+        *common::RealClock::Default());
     EXPECT_TRUE(r.ok()) << r.status();
     if (r.ok()) *result = *r;
     return out;
@@ -54,7 +55,8 @@ TEST_F(ShellSessionTest, OutputWithoutTrailingNewlineIsExact) {
   EXPECT_EQ(Run(*shell, "printf abc", &r), "abc");
   EXPECT_EQ(r.kind, ShellSession::Result::kCompleted);
   EXPECT_EQ(r.exit_status, 0);
-  EXPECT_EQ(Run(*shell, "printf 'x\\0y\\036KILN:1\\n'; echo err >&2", &r), std::string("x\0y\036KILN:1\nerr\n", 15));
+  EXPECT_EQ(Run(*shell, "printf 'x\\0y\\036KILN:1\\n'; echo err >&2", &r),
+            std::string("x\0y\036KILN:1\nerr\n", 15));
 }
 
 TEST_F(ShellSessionTest, LargeOutputArrivesInOrderAndIntact) {

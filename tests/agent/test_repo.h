@@ -1,4 +1,5 @@
-// Test helpers for the agent executor tests: temp dirs and git repositories made with the `git` CLI.
+// Test helpers for the agent executor tests: temp dirs and git repositories made with the `git`
+// CLI.
 #ifndef KILN_TESTS_AGENT_TEST_REPO_H_
 #define KILN_TESTS_AGENT_TEST_REPO_H_
 

@@ -550,6 +550,9 @@ void E2eTest::AgentLossEndsTheBuildFault(int signal, bool tree_must_be_gone) {
   if (tree_must_be_gone) {
     EXPECT_THAT(FindProcesses(marker), IsEmpty()) << "the build's sleep outlived the agent";
     EXPECT_THAT(FindProcesses(build_env), IsEmpty()) << "processes of build " << id << " outlived the agent";
+  } else {
+    // SIGKILL gives the agent no chance; its next start kills what the dead process left.
+    EXPECT_THAT(FindProcesses(marker), Not(IsEmpty())) << "expected the sleep to survive a SIGKILLed agent";
   }
   auto b = farm_->WaitForBuild(id, [](const Build& b) { return b.build_complete(); }, absl::Seconds(30));
   ASSERT_THAT(b, IsOk()) << "the build is stuck after its agent went away";
@@ -569,6 +572,12 @@ void E2eTest::AgentLossEndsTheBuildFault(int signal, bool tree_must_be_gone) {
   }
   EXPECT_THAT(phase->contexts(0).message(), HasSubstr(agent_id));
   EXPECT_TRUE(farm_->coordinator()->IsAlive());
+  if (signal == SIGKILL) {
+    // The agent's next start kills what the dead process left behind.
+    ASSERT_THAT(farm_->StartAgent(1, "", *agent), IsOk());
+    EXPECT_THAT(FindProcesses(marker), IsEmpty()) << "the restarted agent left the old build's sleep running";
+    EXPECT_THAT(FindProcesses(build_env), IsEmpty()) << "the restarted agent left processes of build " << id;
+  }
 }
 
 TEST_F(E2eTest, StoppingAnAgentMidBuildEndsTheBuildFaultWithAReason) {
@@ -576,7 +585,7 @@ TEST_F(E2eTest, StoppingAnAgentMidBuildEndsTheBuildFaultWithAReason) {
 }
 
 TEST_F(E2eTest, KillingAnAgentMidBuildEndsTheBuildFaultWithAReason) {
-  // SIGKILL gives the agent no chance to end the build's processes (the test reaps them).
+  // SIGKILL gives the agent no chance to end the build's processes: its restart does.
   AgentLossEndsTheBuildFault(SIGKILL, /*tree_must_be_gone=*/false);
 }
 

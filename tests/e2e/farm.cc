@@ -160,8 +160,9 @@ absl::StatusOr<int> Farm::StopCoordinator(int signal) {
   return coordinator_->WaitExit(absl::Seconds(30));
 }
 
-absl::StatusOr<int> Farm::StartAgent(int slots, const std::string& labels) {
-  const int index = static_cast<int>(agents_.size());
+absl::StatusOr<int> Farm::StartAgent(int slots, const std::string& labels, int restart_index) {
+  const bool restart = restart_index >= 0;
+  const int index = restart ? restart_index : static_cast<int>(agents_.size());
   SpawnOptions o;
   o.argv = {BinDir() + "/agent/kiln-agent", "--coordinator", grpc_address(),
             "--work-dir", absl::StrCat(dir_, "/agent-", index), "--slots", absl::StrCat(slots)};
@@ -169,11 +170,15 @@ absl::StatusOr<int> Farm::StartAgent(int slots, const std::string& labels) {
     o.argv.push_back("--labels");
     o.argv.push_back(labels);
   }
-  o.log_file = absl::StrCat(dir_, "/logs/agent-", index, ".log");
+  o.log_file = absl::StrCat(dir_, "/logs/agent-", index, restart ? ".restarted.log" : ".log");
   auto p = Process::Spawn(o);
   if (!p.ok()) return p.status();
-  agents_.push_back(*std::move(p));
-  Process* a = agents_.back().get();
+  if (restart) {
+    agents_.at(index) = *std::move(p);
+  } else {
+    agents_.push_back(*std::move(p));
+  }
+  Process* a = agents_.at(index).get();
   absl::Status err;
   absl::Status s = PollUntil(absl::Seconds(30), absl::StrCat("agent ", index, " to connect"), [&] {
     if (!a->IsAlive()) {

@@ -126,6 +126,49 @@ phases:
   EXPECT_THAT(log, Not(HasSubstr("build-ran")));
 }
 
+TEST_F(FarmTest, OnFailureContinueRunsTheNextPhasesButTheBuildStillFails) {
+  repo_->Commit({{"buildspec.yml", R"(version: 0.2
+phases:
+  pre_build:
+    on-failure: CONTINUE
+    commands:
+      - "false"
+  build:
+    commands:
+      - echo "build-ran succeeding=$CODEBUILD_BUILD_SUCCEEDING"
+)"}}, "continue");
+  farm_->StartAgent();
+  farm_->PutProject("app", repo_->bare_path());
+  std::string log;
+  Build b = farm_->WaitForCompletion(farm_->StartBuild("app").id(), &log);
+  EXPECT_EQ(b.build_status(), BuildStatus::FAILED);
+  EXPECT_EQ(FindPhase(b, BuildPhaseType::PRE_BUILD)->phase_status(), BuildStatus::FAILED);
+  ASSERT_NE(FindPhase(b, BuildPhaseType::BUILD), nullptr);
+  EXPECT_EQ(FindPhase(b, BuildPhaseType::BUILD)->phase_status(), BuildStatus::SUCCEEDED);
+  EXPECT_THAT(log, HasSubstr("build-ran succeeding=0"));
+}
+
+TEST_F(FarmTest, OnFailureAbortSkipsPostBuild) {
+  repo_->Commit({{"buildspec.yml", R"(version: 0.2
+phases:
+  build:
+    on-failure: ABORT
+    commands:
+      - "false"
+  post_build:
+    commands:
+      - echo post-build-ran
+)"}}, "abort");
+  farm_->StartAgent();
+  farm_->PutProject("app", repo_->bare_path());
+  std::string log;
+  Build b = farm_->WaitForCompletion(farm_->StartBuild("app").id(), &log);
+  EXPECT_EQ(b.build_status(), BuildStatus::FAILED);
+  EXPECT_EQ(FindPhase(b, BuildPhaseType::POST_BUILD), nullptr);
+  EXPECT_EQ(FindPhase(b, BuildPhaseType::UPLOAD_ARTIFACTS), nullptr);
+  EXPECT_THAT(log, Not(HasSubstr("\npost-build-ran")));
+}
+
 TEST_F(FarmTest, ConcurrencyLimitOneRunsBuildsOneAtATimeInOrder) {
   repo_->Commit({{"buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo run\n"}}, "c");
   farm_->StartAgent(/*slots=*/2);
