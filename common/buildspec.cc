@@ -16,45 +16,22 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/yaml_util.h"
 
 namespace kiln::common {
 namespace {
 
+using yaml::Describe;
+using yaml::Entry;
+using yaml::Ref;
+
 using ::absl::StrCat;
 
 // A node together with where it is and how to name it in messages.
-struct Ref {
-  YAML::Node node;
-  YAML::Mark mark;   // 0-based; for an empty (null) value, the mark of its key or list dash
-  std::string path;  // "phases.build.commands[2]"
-};
-
-struct Entry {
-  std::string key;
-  YAML::Mark key_mark;
-  Ref value;
-};
-
 constexpr const char* kQuoteHint =
     "a command containing ': ' must be quoted, for example - 'echo a: b' (reference §1.1)";
 
 // "the string 'x'", "a list", ... for "expected X, got Y" messages.
-std::string Describe(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Scalar: {
-      std::string s = n.Scalar();
-      if (s.size() > 40) s = s.substr(0, 37) + "...";
-      return StrCat("the string '", s, "'");
-    }
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a map";
-    default:
-      return "an empty value";
-  }
-}
-
 // Edit distance, for "did you mean" hints on misspelt keys.
 size_t EditDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -90,24 +67,13 @@ bool AllDigits(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isdigit(c); });
 }
 
-class Parser {
+class Parser : public yaml::ErrorReporter {
  public:
-  Parser(std::string_view text, std::string_view file) : text_(text), file_(file) {}
+  Parser(std::string_view text, std::string_view file) : ErrorReporter(file), text_(text) {}
 
   absl::StatusOr<Buildspec> Run(const YAML::Node& root);
 
   // "buildspec.yml:3:14" from a 0-based mark.
-  std::string Where(const YAML::Mark& m) const {
-    if (m.line < 0) return StrCat(file_, ":1:1");
-    return StrCat(file_, ":", m.line + 1, ":", m.column + 1);
-  }
-  absl::Status Error(const YAML::Mark& m, std::string_view path, std::string_view problem) const {
-    return absl::InvalidArgumentError(
-        StrCat(Where(m), ": ", std::string(path), ": ", std::string(problem)));
-  }
-  absl::Status Error(const Ref& r, std::string_view problem) const {
-    return Error(r.mark, r.path, problem);
-  }
 
  private:
   // ---- generic typed access ----
@@ -141,7 +107,6 @@ class Parser {
   absl::Status ParseCache(const Ref& r);
 
   std::string_view text_;
-  std::string file_;
   Buildspec out_;
   // Variable name -> where it was first defined, to reject a name set twice across env sections.
   std::map<std::string, std::string> defined_vars_;

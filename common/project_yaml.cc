@@ -19,9 +19,14 @@
 #include "common/buildspec.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/yaml_util.h"
 
 namespace kiln::common {
 namespace {
+
+using yaml::Describe;
+using yaml::Entry;
+using yaml::Ref;
 
 using ::absl::StrCat;
 
@@ -133,46 +138,10 @@ std::string CheckParameterName(const std::string& name) {
 
 // ---- YAML access ----
 
-struct Ref {
-  YAML::Node node;
-  YAML::Mark mark;   // for an empty (null) value, the mark of its key
-  std::string path;  // "source.branch"
-};
-
-struct Entry {
-  std::string key;
-  YAML::Mark key_mark;
-  Ref value;
-};
-
-std::string Describe(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Scalar:
-      return StrCat("the string '", n.Scalar(), "'");
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a map";
-    default:
-      return "an empty value";
-  }
-}
-
-class Parser {
+class Parser : public yaml::ErrorReporter {
  public:
-  explicit Parser(std::string_view file) : file_(file) {}
+  explicit Parser(std::string_view file) : ErrorReporter(file) {}
 
-  std::string Where(const YAML::Mark& m) const {
-    if (m.line < 0) return StrCat(file_, ":1:1");
-    return StrCat(file_, ":", m.line + 1, ":", m.column + 1);
-  }
-  absl::Status Error(const YAML::Mark& m, std::string_view path, std::string_view problem) const {
-    return absl::InvalidArgumentError(
-        StrCat(Where(m), ": ", std::string(path), ": ", std::string(problem)));
-  }
-  absl::Status Error(const Ref& r, std::string_view problem) const {
-    return Error(r.mark, r.path, problem);
-  }
   // Returns Error(r, problem) unless `problem` is empty.
   absl::Status Check(const Ref& r, const std::string& problem) const {
     return problem.empty() ? absl::OkStatus() : Error(r, problem);
@@ -188,7 +157,6 @@ class Parser {
   absl::Status ParseSource(const Ref& r, kiln::v1::ProjectSource* source) const;
   absl::Status ParseEnvironment(const Ref& r, kiln::v1::Project* project) const;
 
-  std::string file_;
 };
 
 absl::StatusOr<std::vector<Entry>> Parser::Map(const Ref& r, std::string_view expected) const {

@@ -70,6 +70,19 @@ absl::StatusOr<std::string> LoadOrCreateAgentId(const std::string& work_dir, con
   return id;
 }
 
+// A FAULT result for a phase the agent cannot run.
+AgentMessage FaultResult(const kiln::v1::RunPhase& rp, const std::string& message) {
+  AgentMessage m;
+  auto* r = m.mutable_phase_result();
+  r->set_build_id(rp.build_id());
+  r->set_phase(rp.phase());
+  r->set_status(BuildStatus::FAULT);
+  auto* c = r->add_contexts();
+  c->set_status_code("AGENT_ERROR");
+  c->set_message(message);
+  return m;
+}
+
 }  // namespace
 
 RunnerFactory ExecutorRunnerFactory(const std::string& work_dir) {
@@ -114,6 +127,8 @@ struct AgentClient::Impl {
   std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
   std::deque<AgentMessage> outbox ABSL_GUARDED_BY(mu);
   bool writing ABSL_GUARDED_BY(mu) = false;  // a message popped from outbox is being written
+  bool half_close ABSL_GUARDED_BY(mu) = false;  // Stop(): send what is queued, then WritesDone()
+  bool conn_done ABSL_GUARDED_BY(mu) = false;   // ConnectionLoop returned
   int64_t heartbeat_millis ABSL_GUARDED_BY(mu) = 2000;
   std::map<std::string, std::unique_ptr<Build>> builds ABSL_GUARDED_BY(mu);
   std::thread conn_thread;
@@ -203,15 +218,7 @@ struct AgentClient::Impl {
     if (it == builds.end()) {
       if (draining) return;
       if (rp.phase() != BuildPhaseType::PROVISIONING || !rp.has_job()) {
-        AgentMessage m;
-        auto* r = m.mutable_phase_result();
-        r->set_build_id(id);
-        r->set_phase(rp.phase());
-        r->set_status(BuildStatus::FAULT);
-        auto* c = r->add_contexts();
-        c->set_status_code("AGENT_ERROR");
-        c->set_message(absl::StrCat("agent ", agent_id, " does not hold build ", id, " (restarted?)"));
-        EnqueueLocked(std::move(m));
+        EnqueueLocked(FaultResult(rp, absl::StrCat("agent ", agent_id, " does not hold build ", id, " (restarted?)")));
         return;
       }
       auto b = std::make_unique<Build>();
@@ -220,15 +227,7 @@ struct AgentClient::Impl {
       ctx.resolve_parameters = [this, id](const std::vector<std::string>& names) { return Resolve(id, names); };
       auto runner = opts.runner_factory(rp.job(), std::move(ctx));
       if (!runner.ok()) {
-        AgentMessage m;
-        auto* r = m.mutable_phase_result();
-        r->set_build_id(id);
-        r->set_phase(rp.phase());
-        r->set_status(BuildStatus::FAULT);
-        auto* c = r->add_contexts();
-        c->set_status_code("AGENT_ERROR");
-        c->set_message(absl::StrCat("cannot prepare the build: ", runner.status().ToString()));
-        EnqueueLocked(std::move(m));
+        EnqueueLocked(FaultResult(rp, absl::StrCat("cannot prepare the build: ", runner.status().ToString())));
         return;
       }
       b->runner = std::shared_ptr<BuildRunner>(std::move(*runner));
@@ -345,11 +344,18 @@ struct AgentClient::Impl {
         absl::MutexLock l(&mu);
         mu.AwaitWithTimeout(absl::Condition(
                                 +[](Impl* i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                  return !i->stream_open || !i->outbox.empty();
+                                  return !i->stream_open || !i->outbox.empty() || i->half_close;
                                 },
                                 this),
                             absl::Milliseconds(heartbeat_millis));
         if (!stream_open) return;
+        if (half_close && outbox.empty()) {
+          // Graceful end: the coordinator sees end-of-stream after everything sent, then finishes.
+          mu.Unlock();
+          stream->WritesDone();
+          mu.Lock();
+          return;
+        }
         if (outbox.empty()) {
           m.mutable_heartbeat();
         } else {
@@ -376,6 +382,12 @@ struct AgentClient::Impl {
   }
 
   void ConnectionLoop() {
+    ConnectionLoopInner();
+    absl::MutexLock l(&mu);
+    conn_done = true;
+  }
+
+  void ConnectionLoopInner() {
     absl::Duration backoff = opts.min_backoff;
     size_t attempt = 0;
     while (true) {
@@ -512,7 +524,9 @@ void AgentClient::Stop() {
     if (impl_->stopping && !impl_->conn_thread.joinable()) return;
     impl_->draining = true;
     for (const auto& [id, b] : impl_->builds) {
-      if (b->running && b->runner) running.push_back(b->runner);
+      // A stopped runner fails every later phase at once, so pending phases (and ones that arrive
+      // while draining) end promptly too.
+      if (!b->released && b->runner) running.push_back(b->runner);
     }
   }
   const std::string reason = absl::StrCat("agent ", impl_->agent_id, " is shutting down");
@@ -524,7 +538,7 @@ void AgentClient::Stop() {
             +[](Impl* i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
               if (!i->stream_open) return true;
               for (const auto& [id, b] : i->builds) {
-                if (b->running) return false;
+                if (b->running || !b->pending.empty()) return false;
               }
               return i->outbox.empty() && !i->writing;
             },
@@ -532,9 +546,14 @@ void AgentClient::Stop() {
         absl::Seconds(3));
   }
   {
+    // Half-close so the coordinator receives everything queued, and give it 2 s to finish the
+    // stream; cancel after that.
     absl::MutexLock l(&impl_->mu);
     impl_->stopping = true;
-    if (impl_->ctx) impl_->ctx->TryCancel();
+    impl_->half_close = true;
+    if (!impl_->started) impl_->conn_done = true;
+    impl_->mu.AwaitWithTimeout(absl::Condition(&impl_->conn_done), absl::Seconds(2));
+    if (!impl_->conn_done && impl_->ctx) impl_->ctx->TryCancel();
   }
   if (impl_->conn_thread.joinable()) impl_->conn_thread.join();
   std::vector<std::thread> workers;

@@ -28,7 +28,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
-#include "openssl/hmac.h"
+#include "coordinator/http/webhook.h"
 #include "tests/e2e/farm.h"
 #include "tests/testing/status_matchers.h"
 
@@ -68,20 +68,6 @@ std::string RandomHex(size_t bytes) {
   return hex;
 }
 
-// "sha256=<hex HMAC-SHA256 of body>", the X-Hub-Signature-256 value (reference §2.3).
-std::string Sign(const std::string& secret, const std::string& body) {
-  unsigned char mac[32];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
-  std::string hex = "sha256=";
-  static const char* d = "0123456789abcdef";
-  for (unsigned i = 0; i < len; ++i) {
-    hex += d[mac[i] >> 4];
-    hex += d[mac[i] & 15];
-  }
-  return hex;
-}
 
 std::string EnvOr(const char* name, const std::string& fallback) {
   const char* v = getenv(name);
@@ -409,7 +395,7 @@ TEST_F(E2eTest, BadSignatureIsRejectedWith401AndStartsNoBuild) {
     return http.Post("/webhooks/github", h, body, "application/json");
   };
 
-  auto wrong = post("d-wrong", Sign("not-the-secret", body));
+  auto wrong = post("d-wrong", coordinator::ComputeGitHubSignature(body, "not-the-secret"));
   ASSERT_TRUE(wrong);
   EXPECT_EQ(wrong->status, 401) << wrong->body;
   auto unsigned_delivery = post("d-unsigned", "");
@@ -420,7 +406,7 @@ TEST_F(E2eTest, BadSignatureIsRejectedWith401AndStartsNoBuild) {
   EXPECT_THAT(*ids, IsEmpty());
 
   // The same delivery correctly signed is accepted: the 401s were about the signature alone.
-  auto good = post("d-good", Sign(secret_, body));
+  auto good = post("d-good", coordinator::ComputeGitHubSignature(body, secret_));
   ASSERT_TRUE(good);
   EXPECT_EQ(good->status, 200) << good->body;
   ids = farm_->ListBuildIds();

@@ -127,6 +127,25 @@ Build Farm::WaitForPhase(const std::string& id, kiln::v1::BuildPhaseType::Value 
   return last;
 }
 
+std::string Farm::WaitForLog(const std::string& id, const std::string& text) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  kiln::v1::StreamBuildLogsRequest req;
+  req.set_build_id(id);
+  req.set_follow(true);
+  auto reader = stub_->StreamBuildLogs(&ctx, req);
+  kiln::v1::StreamBuildLogsResponse r;
+  std::string log;
+  while (reader->Read(&r)) {
+    if (r.has_build() && r.build().build_complete()) break;
+    log += r.data();
+    if (log.find(text) != std::string::npos) break;
+  }
+  ctx.TryCancel();
+  (void)reader->Finish();
+  return log;
+}
+
 void Farm::PutParameter(const std::string& name, const std::string& value, bool secure) {
   kiln::v1::PutParameterRequest req;
   req.set_name(name);

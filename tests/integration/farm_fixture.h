@@ -38,6 +38,8 @@ class Farm {
   kiln::v1::Build WaitForCompletion(const std::string& id, std::string* log = nullptr);
   // Follows the build until its current phase is `phase` (or it completed); returns that record.
   kiln::v1::Build WaitForPhase(const std::string& id, kiln::v1::BuildPhaseType::Value phase);
+  // Follows the build's log until it contains `text` (or the build completed); returns the log.
+  std::string WaitForLog(const std::string& id, const std::string& text);
   void PutParameter(const std::string& name, const std::string& value, bool secure);
 
  private:

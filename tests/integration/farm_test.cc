@@ -8,7 +8,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
-#include "openssl/hmac.h"
+#include "coordinator/http/webhook.h"
 #include "tests/integration/farm_fixture.h"
 
 namespace kiln::test {
@@ -358,7 +358,7 @@ TEST_F(FarmTest, AgentStoppedMidBuildEndsTheBuildFaultWithAReason) {
   int agent = farm_->StartAgent();
   farm_->PutProject("app", repo_->bare_path());
   Build started = farm_->StartBuild("app");
-  farm_->WaitForPhase(started.id(), BuildPhaseType::BUILD);
+  farm_->WaitForLog(started.id(), "Running command sleep 600");
   farm_->StopAgent(agent);
   Build b = farm_->WaitForCompletion(started.id());
   EXPECT_EQ(b.build_status(), BuildStatus::FAULT);
@@ -369,19 +369,6 @@ TEST_F(FarmTest, AgentStoppedMidBuildEndsTheBuildFaultWithAReason) {
   EXPECT_THAT(bp->contexts(0).message(), HasSubstr("is shutting down"));
 }
 
-std::string Sign(const std::string& secret, const std::string& body) {
-  unsigned char mac[32];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
-  std::string hex = "sha256=";
-  static const char* d = "0123456789abcdef";
-  for (unsigned i = 0; i < len; ++i) {
-    hex += d[mac[i] >> 4];
-    hex += d[mac[i] & 15];
-  }
-  return hex;
-}
 
 TEST_F(FarmTest, SignedPushWebhookBuildsThePushedCommitAndBadSignatureBuildsNothing) {
   const std::string sha = repo_->Commit(
@@ -396,7 +383,7 @@ TEST_F(FarmTest, SignedPushWebhookBuildsThePushedCommitAndBadSignatureBuildsNoth
       R"(","message":"w"},"sender":{"id":42,"login":"dev"}})");
   httplib::Client http("127.0.0.1", farm_->coordinator().http_port());
   httplib::Headers bad = {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "d-1"},
-                          {"X-Hub-Signature-256", Sign("wrong", body)}};
+                          {"X-Hub-Signature-256", coordinator::ComputeGitHubSignature(body, "wrong")}};
   auto r1 = http.Post("/webhooks/github", bad, body, "application/json");
   ASSERT_TRUE(r1);
   EXPECT_EQ(r1->status, 401);
@@ -409,7 +396,7 @@ TEST_F(FarmTest, SignedPushWebhookBuildsThePushedCommitAndBadSignatureBuildsNoth
   EXPECT_EQ(lresp.builds_size(), 0);
 
   httplib::Headers good = {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "d-2"},
-                           {"X-Hub-Signature-256", Sign("hook-secret", body)}};
+                           {"X-Hub-Signature-256", coordinator::ComputeGitHubSignature(body, "hook-secret")}};
   auto r2 = http.Post("/webhooks/github", good, body, "application/json");
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->status, 200) << r2->body;
