@@ -5,9 +5,8 @@
 // client), asks the Scheduler where queued builds run, and dispatches one phase at a time to the agent
 // that holds a build. The gRPC and HTTP layers are thin adapters that call it.
 //
-// Durable layout (in addition to store.h's key list):
-//   active/<build id>            "" for every build not yet COMPLETED (queued or running)
-//   build-by-time/<queue_seq:020> build id (ListBuilds over all projects, newest first)
+// Durable layout: the key space in coordinator/store/store.h (active/ marks builds not yet
+// COMPLETED; build-by-time/ and build-by-project/ index them for ListBuilds).
 // On Create() the controller rebuilds its in-memory state from the store alone: projects, queued builds
 // (back into the scheduler in queue order), running builds (re-attached when their agent reconnects
 // with an AgentHello listing them; FAULT when the agent comes back without them or stays away past the

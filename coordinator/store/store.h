@@ -6,8 +6,9 @@
 //   project/<name>                 kiln.v1.Project
 //   build/<id>                     kiln.v1.Build
 //   build-by-project/<project>/<build_number:020>   build id
-//   queue/<queue_seq:020>          build id of a QUEUED build
-//   counter/<name>                 decimal int64
+//   build-by-time/<queue_seq:020>  build id (all projects, submission order)
+//   active/<build id>              "" while the build is not COMPLETED (queued or running)
+//   counter/<name>                 decimal int64 (counter/queue_seq, counter/build_number/<project>)
 //   param/<name>                   JSON parameter record (params/parameter_store.h)
 //   agent/<id>                     kiln.v1.AgentInfo
 //   log/<build id>                 JSON log index {size, next_seq} (logs/log_store.h)
