@@ -215,6 +215,17 @@ struct AgentClient::Impl {
   void HandleRunPhase(const kiln::v1::RunPhase& rp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const std::string& id = rp.build_id();
     auto it = builds.find(id);
+    if (it != builds.end() && it->second->released && rp.phase() == BuildPhaseType::PROVISIONING &&
+        rp.has_job()) {
+      // The coordinator requeued this build and gave it back to us: let the old attempt finish
+      // (its runner deletes the workspace), then start afresh.
+      std::thread old_worker = std::move(it->second->worker);
+      mu.Unlock();
+      if (old_worker.joinable()) old_worker.join();
+      mu.Lock();
+      builds.erase(id);
+      it = builds.end();
+    }
     if (it == builds.end()) {
       if (draining) return;
       if (rp.phase() != BuildPhaseType::PROVISIONING || !rp.has_job()) {
@@ -231,6 +242,7 @@ struct AgentClient::Impl {
         return;
       }
       b->runner = std::shared_ptr<BuildRunner>(std::move(*runner));
+      b->next_seq = std::max<int64_t>(0, rp.job().first_log_seq());
       Build* raw = b.get();
       builds[id] = std::move(b);
       raw->pending.push_back(rp);

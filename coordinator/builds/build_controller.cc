@@ -249,7 +249,11 @@ void BuildController::SendRunPhaseLocked(const ActiveBuild& ab) {
   run->set_build_id(ab.build.id());
   run->set_phase(ab.build.current_phase());
   run->set_build_succeeding(!ab.build.failing());
-  if (ab.build.current_phase() == BuildPhaseType::PROVISIONING) *run->mutable_job() = JobFor(ab.build);
+  if (ab.build.current_phase() == BuildPhaseType::PROVISIONING) {
+    *run->mutable_job() = JobFor(ab.build);
+    auto next_seq = options_.logs->NextSeq(ab.build.id());
+    run->mutable_job()->set_first_log_seq(next_seq.ok() ? *next_seq : 0);
+  }
   SendLocked(ab.build.agent_id(), msg);
 }
 
@@ -303,7 +307,12 @@ void BuildController::CompleteLocked(ActiveBuild& ab) {
   done->set_phase_type(BuildPhaseType::COMPLETED);
   *done->mutable_start_time() = ToTimestamp(now);
   b.set_current_phase(BuildPhaseType::COMPLETED);
-  b.set_build_status(FinalStatus(b));
+  BuildStatus::Value final_status = FinalStatus(b);
+  // A stop that raced with a phase finishing (or failing) still ends the build STOPPED.
+  if (b.stop_requested() && (final_status == BuildStatus::SUCCEEDED || final_status == BuildStatus::FAILED)) {
+    final_status = BuildStatus::STOPPED;
+  }
+  b.set_build_status(final_status);
   b.set_build_complete(true);
   *b.mutable_end_time() = ToTimestamp(now);
   auto size = options_.logs->Size(b.id());
@@ -328,7 +337,10 @@ void BuildController::CompleteLocked(ActiveBuild& ab) {
 
 void BuildController::AdvanceLocked(ActiveBuild& ab, BuildPhaseType::Value next) {
   Build& b = ab.build;
-  if (b.stop_requested() && next != BuildPhaseType::COMPLETED) next = BuildPhaseType::FINALIZING;
+  if (b.stop_requested() && next != BuildPhaseType::COMPLETED) {
+    next = BuildPhaseType::FINALIZING;
+    b.set_failing(true);
+  }
   if (next == BuildPhaseType::COMPLETED) {
     CompleteLocked(ab);
     return;
@@ -733,12 +745,13 @@ absl::Status BuildController::AgentConnected(const kiln::v1::AgentHello& hello, 
   return absl::OkStatus();
 }
 
-void BuildController::HandleAgentMessage(const std::string& agent_id,
+bool BuildController::HandleAgentMessage(const std::string& agent_id,
                                          const kiln::v1::AgentMessage& m) {
+  bool keep_stream = true;
   {
     absl::MutexLock l(&mu_);
     auto ait = agents_.find(agent_id);
-    if (ait == agents_.end()) return;
+    if (ait == agents_.end()) return true;
     AgentState& a = ait->second;
     const int64_t now = options_.clock->NowUnixMillis();
     a.info.set_last_seen_unix_millis(now);
@@ -750,16 +763,26 @@ void BuildController::HandleAgentMessage(const std::string& agent_id,
       case kiln::v1::AgentMessage::kLogChunk: {
         const auto& c = m.log_chunk();
         auto it = active_.find(c.build_id());
-        // Chunks are accepted for builds this agent holds; late resends for completed builds are
-        // acknowledged so the agent can drop them.
-        if (it != active_.end() && it->second.build.agent_id() != agent_id) break;
-        if (c.data().size() > (256 << 10)) break;
-        auto appended = options_.logs->Append(c.build_id(), c.seq(), c.data());
+        if (it == active_.end() || it->second.build.agent_id() != agent_id) {
+          // A late resend for a completed build, or not this agent's build: acknowledged so the
+          // agent drops it, never stored (a completed build's log is final).
+          CoordinatorMessage ack;
+          ack.mutable_log_ack()->set_build_id(c.build_id());
+          ack.mutable_log_ack()->set_acked_seq(c.seq());
+          if (a.conn) a.conn->Send(ack);
+          break;
+        }
+        auto appended = c.data().size() > (256 << 10)
+                            ? absl::StatusOr<bool>(absl::InvalidArgumentError("log chunk over 256 KiB"))
+                            : options_.logs->Append(c.build_id(), c.seq(), c.data());
         if (!appended.ok()) {
-          if (appended.status().code() != absl::StatusCode::kFailedPrecondition) {
-            KILN_LOG(ERROR) << "log append failed for " << c.build_id() << ": " << appended.status();
-          }
-          break;  // a gap: not acknowledged, the agent resends from the first unacked chunk
+          // Not stored: every later chunk would be a gap. End the stream; the agent reconnects and
+          // resends everything unacknowledged, in order.
+          KILN_LOG(WARNING) << "log chunk " << c.seq() << " of " << c.build_id() << " from agent "
+                            << agent_id << " not stored (" << appended.status()
+                            << "); asking the agent to reconnect";
+          a.resync_requested = true;
+          break;
         }
         if (*appended) {
           log_bytes_ += static_cast<int64_t>(c.data().size());
@@ -776,6 +799,10 @@ void BuildController::HandleAgentMessage(const std::string& agent_id,
         break;
       }
       case kiln::v1::AgentMessage::kPhaseResult:
+        if (auto it = active_.find(m.phase_result().build_id());
+            it == active_.end() || it->second.build.agent_id() != agent_id) {
+          break;  // stale: the build completed or moved on
+        }
         if (auto next = options_.logs->NextSeq(m.phase_result().build_id()); next.ok() && *next > 0) {
           CoordinatorMessage ack;
           ack.mutable_log_ack()->set_build_id(m.phase_result().build_id());
@@ -788,8 +815,13 @@ void BuildController::HandleAgentMessage(const std::string& agent_id,
       default:  // heartbeat: the lease renewal above is all
         break;
     }
+    if (a.resync_requested) {
+      a.resync_requested = false;
+      keep_stream = false;
+    }
   }
   FlushNotifications();
+  return keep_stream;
 }
 
 void BuildController::AgentDisconnected(const std::string& agent_id, AgentConnection* conn) {

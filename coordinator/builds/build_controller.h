@@ -112,9 +112,10 @@ class BuildController {
   // and starts dispatching to it. FailedPrecondition (protocol version), InvalidArgument (bad hello).
   // `conn` must stay valid until AgentDisconnected(agent_id, conn) returns.
   absl::Status AgentConnected(const kiln::v1::AgentHello& hello, AgentConnection* conn);
-  // Any later message from the agent. Duplicates are applied once (see agent.proto). Never fails: bad
-  // messages are logged and ignored.
-  void HandleAgentMessage(const std::string& agent_id, const kiln::v1::AgentMessage& message);
+  // Any later message from the agent. Duplicates are applied once (see agent.proto). Bad messages
+  // are logged and ignored. Returns false when the stream should be ended so the agent reconnects
+  // and resends (a log chunk could not be stored, so later ones would leave a gap).
+  bool HandleAgentMessage(const std::string& agent_id, const kiln::v1::AgentMessage& message);
   // The stream ended. The agent's builds keep their lease; they fail when it expires unless the agent
   // reconnects first. A stale `conn` (the agent already reconnected) is ignored.
   void AgentDisconnected(const std::string& agent_id, AgentConnection* conn);
@@ -143,6 +144,7 @@ class BuildController {
     kiln::v1::AgentInfo info;
     AgentConnection* conn = nullptr;
     std::set<std::string> builds;  // held build ids
+    bool resync_requested = false;  // a log chunk could not be stored: the stream must restart
   };
   struct Watcher;
   class WatchImpl;

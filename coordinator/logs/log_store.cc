@@ -195,7 +195,15 @@ absl::StatusOr<bool> LogStore::Append(const std::string& build_id, int64_t seq,
 
 absl::StatusOr<std::pair<int64_t, int64_t>> LogStore::SizeAndNextSeq(const std::string& build_id) {
   if (build_id.empty()) return absl::InvalidArgumentError("empty build id");
-  std::shared_ptr<BuildLog> log = Entry(build_id);
+  // Reads do not cache: only appends (active builds) keep an entry until Close(), so reading the
+  // logs of completed builds costs no memory.
+  std::shared_ptr<BuildLog> log;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = logs_.find(build_id);
+    if (it != logs_.end()) log = it->second;
+  }
+  if (log == nullptr) log = std::make_shared<BuildLog>();
   absl::MutexLock lock(&log->mu);
   KILN_RETURN_IF_ERROR(log->EnsureLoaded(store_, build_id, PathFor(build_id)));
   return std::make_pair(log->size, log->next_seq);

@@ -48,8 +48,10 @@ class AgentSession final
         return;
       }
       agent_id_ = in_.hello().agent_id();
-    } else {
-      controller_->HandleAgentMessage(agent_id_, in_);
+    } else if (!controller_->HandleAgentMessage(agent_id_, in_)) {
+      Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "a log chunk could not be stored; reconnect and resend unacknowledged chunks"));
+      return;
     }
     StartRead(&in_);
   }
@@ -116,13 +118,13 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<kiln::v1::StreamB
       return;
     }
     watch_ = *std::move(watch);
-    NextLocked();
+    if (!writing_) NextLocked();  // a Poke may have started the first write already
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&mu_);
     writing_ = false;
-    if (!ok) {
+    if (!ok || cancelled_) {
       FinishLocked(grpc::Status::CANCELLED);
       return;
     }
@@ -131,6 +133,7 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<kiln::v1::StreamB
 
   void OnCancel() override {
     absl::MutexLock l(&mu_);
+    cancelled_ = true;
     if (!writing_) FinishLocked(grpc::Status::CANCELLED);
   }
 
@@ -191,6 +194,7 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<kiln::v1::StreamB
   std::string last_signature_ ABSL_GUARDED_BY(mu_);
   kiln::v1::StreamBuildLogsResponse resp_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -127,12 +127,13 @@ class BuildControllerTest : public ::testing::Test {
     m.mutable_phase_result()->set_status(status);
     controller_->HandleAgentMessage(agent, m);
   }
-  void Chunk(const std::string& agent, const std::string& build, int64_t seq, const std::string& data) {
+  // Returns false if the controller wants the agent's stream ended (to resend from a gap).
+  bool Chunk(const std::string& agent, const std::string& build, int64_t seq, const std::string& data) {
     kiln::v1::AgentMessage m;
     m.mutable_log_chunk()->set_build_id(build);
     m.mutable_log_chunk()->set_seq(seq);
     m.mutable_log_chunk()->set_data(data);
-    controller_->HandleAgentMessage(agent, m);
+    return controller_->HandleAgentMessage(agent, m);
   }
   Build Get(const std::string& id) {
     auto b = controller_->GetBuild(id);
@@ -243,11 +244,11 @@ TEST_F(BuildControllerTest, LogChunksAreStoredInOrderOnceAndGapsAreNotAcknowledg
   FakeConnection a;
   Connect("a", &a);
   const std::string id = Start();
-  Chunk("a", id, 0, "one ");
-  Chunk("a", id, 0, "one ");   // resent after a reconnect: acknowledged, not stored again
-  Chunk("a", id, 2, "three");  // gap: neither stored nor acknowledged
-  Chunk("a", id, 1, "two ");
-  Chunk("a", id, 2, "three");
+  EXPECT_TRUE(Chunk("a", id, 0, "one "));
+  EXPECT_TRUE(Chunk("a", id, 0, "one "));    // resent after a reconnect: acknowledged, not stored again
+  EXPECT_FALSE(Chunk("a", id, 2, "three"));  // gap: not stored, not acknowledged; the stream must restart
+  EXPECT_TRUE(Chunk("a", id, 1, "two "));
+  EXPECT_TRUE(Chunk("a", id, 2, "three"));
   EXPECT_THAT(controller_->ReadLog(id, 0, 1 << 20), ::kiln::test::IsOkAndHolds("one two three"));
   std::vector<int64_t> acked;
   for (const auto& ack : a.Acks()) acked.push_back(ack.acked_seq());
@@ -255,6 +256,51 @@ TEST_F(BuildControllerTest, LogChunksAreStoredInOrderOnceAndGapsAreNotAcknowledg
   Result("a", id, BuildPhaseType::PROVISIONING);
   ASSERT_FALSE(a.Acks().empty());
   EXPECT_EQ(a.Acks().back().acked_seq(), 2);
+}
+
+TEST_F(BuildControllerTest, StopRacingWithAPhaseThatSucceedsStillEndsStopped) {
+  PutProject();
+  FakeConnection a;
+  Connect("a", &a);
+  const std::string id = Start();
+  ASSERT_THAT(controller_->StopBuild(id).status(), IsOk());
+  Result("a", id, BuildPhaseType::PROVISIONING);  // finished before the agent saw the stop
+  auto phases = a.RunPhases();
+  ASSERT_EQ(phases.back().phase(), BuildPhaseType::FINALIZING);
+  EXPECT_FALSE(phases.back().build_succeeding());
+  Result("a", id, BuildPhaseType::FINALIZING);
+  EXPECT_EQ(Get(id).build_status(), BuildStatus::STOPPED);
+}
+
+TEST_F(BuildControllerTest, LateChunksOfACompletedBuildAreAcknowledgedButNotStored) {
+  PutProject();
+  FakeConnection a;
+  Connect("a", &a);
+  const std::string id = Start();
+  EXPECT_TRUE(Chunk("a", id, 0, "log"));
+  Result("a", id, BuildPhaseType::PROVISIONING, BuildStatus::FAULT);
+  Result("a", id, BuildPhaseType::FINALIZING);
+  ASSERT_TRUE(Get(id).build_complete());
+  EXPECT_TRUE(Chunk("a", id, 1, "late"));
+  EXPECT_TRUE(Chunk("a", "no-such-build", 0, "junk"));
+  EXPECT_THAT(controller_->ReadLog(id, 0, 100), ::kiln::test::IsOkAndHolds("log"));
+  EXPECT_EQ(Get(id).log_size_bytes(), 3);
+  EXPECT_EQ(a.Acks().back().acked_seq(), 0);  // the junk chunk was acknowledged too
+  EXPECT_THAT(controller_->ReadLog("no-such-build", 0, 100), ::kiln::test::IsOkAndHolds(""));
+}
+
+TEST_F(BuildControllerTest, ARequeuedBuildContinuesItsLogNumbering) {
+  PutProject();
+  FakeConnection a, b;
+  Connect("a", &a);
+  const std::string id = Start();
+  EXPECT_TRUE(Chunk("a", id, 0, "first attempt\n"));
+  controller_->AgentDisconnected("a", &a);
+  clock_.Advance(absl::Seconds(11));
+  controller_->Tick();  // lease expired in PROVISIONING: requeued
+  Connect("b", &b);
+  ASSERT_EQ(b.RunPhases().size(), 1u);
+  EXPECT_EQ(b.RunPhases()[0].job().first_log_seq(), 1);
 }
 
 TEST_F(BuildControllerTest, RestartKeepsQueuedBuildsRunningBuildsAndNumbering) {
