@@ -14,7 +14,7 @@ PACKAGES=(
   libgit2-dev libre2-dev libarchive-dev
   # runtime / dev stack
   docker.io docker-registry apache2-utils debootstrap curl ca-certificates
-  iproute2 iptables python3 python3-flask procps openssl git
+  iproute2 iptables python3 python3-flask procps openssl
 )
 
 missing=()
