@@ -352,6 +352,7 @@ struct AgentClient::Impl {
   void WriterLoop(grpc::ClientReaderWriter<AgentMessage, CoordinatorMessage>* stream) {
     while (true) {
       AgentMessage m;
+      grpc::WriteOptions options;
       {
         absl::MutexLock l(&mu);
         mu.AwaitWithTimeout(absl::Condition(
@@ -375,8 +376,10 @@ struct AgentClient::Impl {
           outbox.pop_front();
         }
         writing = true;
+        // More queued behind this one: let gRPC coalesce them into fewer frames and wake-ups.
+        if (!outbox.empty()) options.set_buffer_hint();
       }
-      const bool ok = stream->Write(m);
+      const bool ok = stream->Write(m, options);
       absl::MutexLock l(&mu);
       writing = false;
       if (!ok) {

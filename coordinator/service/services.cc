@@ -64,7 +64,8 @@ class AgentSession final
       closing_ = true;
     }
     if (!out_.empty() && !closing_) {
-      StartWrite(&out_.front());
+      // More queued behind this one: let gRPC coalesce them into fewer frames and wake-ups.
+      StartWrite(&out_.front(), out_.size() > 1 ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
       return;
     }
     writing_ = false;
