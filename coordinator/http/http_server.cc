@@ -81,16 +81,44 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& opt
   });
 
   auto h = std::make_shared<const Handlers>(std::move(handlers));
-  server->Post("/webhooks/github", [h](const httplib::Request& req, httplib::Response& res) {
+  const size_t max_body = options.max_body_bytes;
+  // A content reader: the body is streamed here with the size limit applied to every encoding
+  // (set_payload_max_length alone does not bound chunked bodies in this httplib).
+  server->Post("/webhooks/github", [h, max_body](const httplib::Request& req, httplib::Response& res,
+                                                 const httplib::ContentReader& content_reader) {
     if (!h->github_webhook) {
       res.status = 404;
+      return;
+    }
+    std::string body;
+    bool too_large = false;
+    const bool read = content_reader([&](const char* data, size_t n) {
+      if (body.size() + n > max_body) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    // httplib refuses a Content-Length over the limit itself (the reader then returns false without
+    // calling us); chunked bodies are cut off by the receiver above.
+    uint64_t declared = 0;
+    const bool has_length = absl::SimpleAtoi(req.get_header_value("Content-Length"), &declared);
+    if (too_large || (!read && has_length && declared > max_body)) {
+      res.status = 413;
+      res.set_content(R"({"message":"request body too large"})", kJson);
+      return;
+    }
+    if (!read) {
+      res.status = 400;
+      res.set_content(R"({"message":"could not read the request body"})", kJson);
       return;
     }
     std::map<std::string, std::string> headers;
     for (const auto& [name, value] : req.headers) headers.emplace(absl::AsciiStrToLower(name), value);
     HttpResult result;
     try {
-      result = h->github_webhook(headers, req.body);
+      result = h->github_webhook(headers, body);
     } catch (...) {
       KILN_LOG(ERROR) << "http: the webhook handler threw";
       result = {500, R"({"message":"internal error"})"};

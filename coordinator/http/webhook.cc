@@ -358,31 +358,20 @@ HttpResult WebhookProcessor::HandleGitHub(const std::map<std::string, std::strin
                                           std::string_view body) {
   const std::string event = Header(lowercase_headers, "x-github-event");
   if (!IsEventName(event)) return Answer(400, "missing or invalid X-GitHub-Event header");
-  absl::StatusOr<GitHubDelivery> d =
-      ParseGitHubDelivery(event, Header(lowercase_headers, "x-github-delivery"),
-                          Header(lowercase_headers, "content-type"), body);
-  if (!d.ok()) return Answer(400, std::string(d.status().message()));
 
   absl::StatusOr<std::vector<kiln::v1::Project>> projects = backend_->ListProjects();
   if (!projects.ok()) {
     KILN_LOG(ERROR) << "webhook: cannot list projects: " << projects.status();
     return Answer(503, "cannot list projects; retry later");
   }
-  std::vector<kiln::v1::Project> candidates;
-  for (const kiln::v1::Project& p : *projects) {
-    if (!p.webhook_secret_parameter().empty() && RepositoryMatches(p.source(), *d)) {
-      candidates.push_back(p);
-    }
-  }
-  if (candidates.empty()) {
-    return Answer(202, "no project matches this repository", {{"builds", json::array()}});
-  }
-
-  // §2.3: only projects whose secret verifies the exact body bytes may act on this delivery.
+  // §2.3: the signature is checked over the exact body bytes *before* anything parses them, so an
+  // unauthenticated sender cannot make the coordinator parse (and allocate for) arbitrary JSON. Only
+  // projects whose secret verifies may act on this delivery.
   const std::string signature = Header(lowercase_headers, "x-hub-signature-256");
   std::vector<kiln::v1::Project> authenticated;
   bool secret_unreadable = false;
-  for (const kiln::v1::Project& p : candidates) {
+  for (const kiln::v1::Project& p : *projects) {
+    if (p.webhook_secret_parameter().empty()) continue;
     absl::StatusOr<std::string> secret = backend_->GetSecret(p.webhook_secret_parameter());
     if (!secret.ok()) {
       if (!absl::IsNotFound(secret.status())) {
@@ -396,12 +385,24 @@ HttpResult WebhookProcessor::HandleGitHub(const std::map<std::string, std::strin
   }
   if (authenticated.empty()) {
     if (secret_unreadable) return Answer(503, "cannot read the webhook secret; retry later");
-    KILN_LOG(WARNING) << "webhook: delivery " << d->delivery_id << " (" << d->event
-                      << ") rejected: no matching project's secret verifies its signature";
+    KILN_LOG(WARNING) << "webhook: delivery " << Header(lowercase_headers, "x-github-delivery") << " ("
+                      << event << ") rejected: no project's secret verifies its signature";
     return Answer(401, "invalid or missing X-Hub-Signature-256");
   }
+
+  absl::StatusOr<GitHubDelivery> d =
+      ParseGitHubDelivery(event, Header(lowercase_headers, "x-github-delivery"),
+                          Header(lowercase_headers, "content-type"), body);
+  if (!d.ok()) return Answer(400, std::string(d.status().message()));
+  std::vector<kiln::v1::Project> candidates;
+  for (const kiln::v1::Project& p : authenticated) {
+    if (RepositoryMatches(p.source(), *d)) candidates.push_back(p);
+  }
+  if (candidates.empty()) {
+    return Answer(202, "no project matches this repository", {{"builds", json::array()}});
+  }
   if (d->event == "ping") return Answer(200, "pong");
-  if (d->event == "push") return HandlePush(*d, authenticated);
+  if (d->event == "push") return HandlePush(*d, candidates);
   return Answer(202, absl::StrCat("event \"", event, "\" not handled yet"), {{"builds", json::array()}});
 }
 

@@ -90,10 +90,12 @@ struct HttpResult {
   std::string body;
 };
 
-// Handles POST /webhooks/github. Answers (body is JSON with "message", plus "builds" and "errors"):
-//   400 missing/invalid X-GitHub-Event or malformed body; 202 no project (with a webhook secret
-//   parameter) matches the repository; 401 no matching project's secret verifies X-Hub-Signature-256
-//   (nothing is started); 503 a secret or the project list could not be read; 200 {"message":"pong"}
+// Handles POST /webhooks/github. The signature is verified over the raw body against every project
+// with a webhook secret *before* the body is parsed. Answers (body is JSON with "message", plus
+// "builds" and "errors"):
+//   400 missing/invalid X-GitHub-Event, or (authenticated) malformed body; 401 no project's secret
+//   verifies X-Hub-Signature-256 (nothing is parsed or started); 202 no authenticated project matches
+//   the repository; 503 a secret or the project list could not be read; 200 {"message":"pong"}
 //   for an authenticated ping; 202 for other events ("not handled yet"), deleted refs and refs no
 //   project builds; 200 with "builds" when at least one build started (or was started before for the
 //   same X-GitHub-Delivery); else 429 if every StartBuild failed RESOURCE_EXHAUSTED, 503 if every one

@@ -88,6 +88,23 @@ TEST_F(HttpServerTest, BodyOverLimitIs413AndNotHandled) {
   EXPECT_EQ(Calls(), 1);
 }
 
+TEST_F(HttpServerTest, ChunkedBodyOverLimitIsRefusedAndNotHandled) {
+  StartServer(/*max_body_bytes=*/16);
+  // No Content-Length: the body arrives with Transfer-Encoding: chunked.
+  httplib::Result big = client_->Post(
+      "/webhooks/github",
+      [](size_t offset, httplib::DataSink& sink) {
+        const std::string part(32, 'x');
+        sink.write(part.data(), part.size());
+        sink.write(part.data(), part.size());
+        sink.done();
+        return true;
+      },
+      "application/json");
+  if (big) EXPECT_EQ(big->status, 413);
+  EXPECT_EQ(Calls(), 0);
+}
+
 TEST_F(HttpServerTest, HealthzFollowsHealthyHandler) {
   StartServer();
   httplib::Result res = client_->Get("/healthz");

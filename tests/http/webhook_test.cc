@@ -397,8 +397,15 @@ TEST_F(WebhookProcessorTest, MissingSecretParameterCannotAuthenticate) {
   p["repository"].erase("ssh_url");
   p["repository"].erase("html_url");
   HttpResult r = Deliver("push", p.dump(), "s3cret");
-  EXPECT_EQ(r.status, 401);
+  // Signed with another project's secret: authenticated for that project only, which builds a
+  // different repository. The project without a readable secret starts nothing.
+  EXPECT_EQ(r.status, 202);
   EXPECT_THAT(backend_.started(), IsEmpty());
+}
+
+TEST_F(WebhookProcessorTest, UnsignedMalformedBodyIsRejectedBeforeParsing) {
+  HttpResult r = Deliver("push", "[{},{},{", /*secret=*/"");
+  EXPECT_EQ(r.status, 401);  // not 400: the body was never parsed
 }
 
 TEST_F(WebhookProcessorTest, MissingOrInvalidEventHeaderIs400) {
