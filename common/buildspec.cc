@@ -312,6 +312,7 @@ absl::Status Parser::ParseEnv(const Ref& r) {
                                                  "secrets-manager", "git-credential-helper"};
   KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries,
                         Map(r, "a map with shell, variables, parameter-store, ..."));
+  std::vector<Ref> exported_refs;
   for (const Entry& e : entries) {
     const Ref& v = e.value;
     if (e.key == "shell") {
@@ -342,6 +343,7 @@ absl::Status Parser::ParseEnv(const Ref& r) {
       }
     } else if (e.key == "exported-variables") {
       KILN_ASSIGN_OR_RETURN(std::vector<Ref> items, Seq(v, "a list of variable names"));
+      exported_refs = items;
       for (const Ref& item : items) {
         KILN_ASSIGN_OR_RETURN(std::string name, Str(item, "a variable name"));
         if (!IsShellName(name)) {
@@ -391,6 +393,19 @@ absl::Status Parser::ParseEnv(const Ref& r) {
       }
     } else {
       return Unknown(e, "key", kKeys);
+    }
+  }
+  // Values from the parameter store or Secrets Manager cannot be exported (reference §1.4): they
+  // would leave the build unmasked as pipeline variables.
+  for (const Ref& item : exported_refs) {
+    const std::string name = item.node.Scalar();
+    auto secret = [&](const std::vector<std::pair<std::string, std::string>>& vars) {
+      return std::any_of(vars.begin(), vars.end(), [&](const auto& kv) { return kv.first == name; });
+    };
+    if (secret(out_.parameter_store) || secret(out_.secrets_manager)) {
+      return Error(item, StrCat("'", name,
+                                "' cannot be exported: it comes from the parameter store or "
+                                "Secrets Manager (reference §1.4)"));
     }
   }
   return absl::OkStatus();

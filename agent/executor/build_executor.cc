@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -114,6 +115,9 @@ absl::StatusOr<std::unique_ptr<BuildExecutor>> BuildExecutor::Create(const kiln:
   if (!ec) fs::remove_all(root, ec);  // a leftover of the same build (agent restart)
   if (!ec) fs::create_directories(root / "src", ec);
   if (!ec) fs::create_directories(root / "tmp", ec);
+  // The workspace holds decrypted parameter values (tmp/env, the shell's exported state): owner only.
+  if (!ec) fs::permissions(root.parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (!ec) fs::permissions(root, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (ec) {
     return absl::InternalError(
         absl::StrCat("creating workspace ", root.string(), ": ", ec.message()));
@@ -455,6 +459,13 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
 
 BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result) {
   if (spec_.has_value() && !spec_->exported_variables.empty() && !CheckStopped()) {
+    // Parameter-store values are never exported (reference §1.4): the buildspec's own are refused by
+    // the parser; the project's are skipped here.
+    std::set<std::string> secret_names;
+    for (const auto& [name, param] : spec_->parameter_store) secret_names.insert(name);
+    for (const auto& v : job_.environment_variables()) {
+      if (v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE) secret_names.insert(v.name());
+    }
     std::vector<std::string> lines;
     const std::vector<std::string>& names = spec_->exported_variables;
     std::error_code ec;
@@ -471,7 +482,9 @@ BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result) {
       for (size_t i = 0; i < names.size(); ++i) {
         const std::optional<std::string> value =
             ReadFile(absl::StrCat(tmp_dir_, "/exported-", i), 1 << 20);
-        if (value.has_value()) (*result->mutable_exported_variables())[names[i]] = *value;
+        if (!value.has_value() || secret_names.count(names[i])) continue;
+        // A value derived from a secret (URL=https://u:$TOKEN@host) leaves masked like the log.
+        (*result->mutable_exported_variables())[names[i]] = masker_.MaskAll(*value);
       }
     }
   }
@@ -526,8 +539,10 @@ ShellSession* BuildExecutor::EnsureShell(absl::Status* error) {
   const std::string env_file = tmp_dir_ + "/env";
   std::error_code ec;
   if (spec_->version != "0.1" && fs::exists(env_file, ec)) {
-    // A replacement shell: carry on from the last saved state (exported variables and cwd).
+    // A replacement shell: carry on from the last saved state (exported variables and cwd). Its
+    // initial environment carries the build id so a restarted agent recognises it (process_tree.h).
     options.restore_env_file = env_file;
+    options.env = {absl::StrCat("CODEBUILD_BUILD_ID=", job_.build_id())};
     std::string cwd = ReadFile(tmp_dir_ + "/cwd", 1 << 16).value_or("");
     if (!cwd.empty() && cwd.back() == '\n') cwd.pop_back();
     if (!cwd.empty() && fs::is_directory(cwd, ec)) options.cwd = cwd;

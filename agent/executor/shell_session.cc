@@ -142,6 +142,9 @@ absl::StatusOr<std::unique_ptr<ShellSession>> ShellSession::Start(const Options&
     SendAll(session->in_fd_,
             absl::StrCat(". ", ShellQuote(options.restore_env_file), " 2>/dev/null\n"));
   }
+  // The shell's option settings at start, restored after every command: options do not carry from
+  // one command to the next (reference §1.7).
+  SendAll(session->in_fd_, "__kiln_opts=$(set +o)\n");
   return session;
 }
 
@@ -250,19 +253,21 @@ absl::StatusOr<ShellSession::Result> ShellSession::Run(const std::string& script
   close(fd);
   if (!written) return ErrnoError(absl::StrCat("writing ", script_path));
 
-  // Two lines: the command, then
-  //   { __kiln_rc=$?; set +euxv +o pipefail; } 2>/dev/null; exec 1>&9 2>&9;
-  //   { command export -p >'<state>/env'; command pwd >'<state>/cwd'; } 2>/dev/null;
+  // Three lines: the command, then
+  //   { __kiln_rc=$?; set +v; eval "$__kiln_opts"; } 2>/dev/null
+  //   exec 1>&9 2>&9; { command export -p >|'<state>/env'; command pwd >|'<state>/cwd'; } 2>/dev/null;
   //   command printf '\036KILN<nonce>:%d\n' "$__kiln_rc"; unset __kiln_rc
-  // (`command` skips user functions and keeps dash alive if a redirection fails).
+  // The reset is a line of its own so that a user's `set -v` (which echoes each line as it is read)
+  // is off before the line holding the nonce is read. `command` skips user functions and keeps dash
+  // alive if a redirection fails.
   const std::string state = options_.state_dir;
-  const bool bash = absl::EndsWith(options_.shell_path, "bash");
   const std::string feed =
-      absl::StrCat(". ", ShellQuote(script_path), " </dev/null\n", "{ __kiln_rc=$?; set +euxv",
-                   bash ? " +o pipefail" : "", "; } 2>/dev/null; exec 1>&9 2>&9; ",
-                   "{ command export -p >", ShellQuote(state + "/env"), "; command pwd >",
-                   ShellQuote(state + "/cwd"), "; } 2>/dev/null; command printf '\\036KILN",
-                   options_.nonce, ":%d\\n' \"$__kiln_rc\"; unset __kiln_rc\n");
+      absl::StrCat(". ", ShellQuote(script_path), " </dev/null\n",
+                   "{ __kiln_rc=$?; set +v; eval \"$__kiln_opts\"; } 2>/dev/null\n",
+                   "exec 1>&9 2>&9; { command export -p >|", ShellQuote(state + "/env"),
+                   "; command pwd >|", ShellQuote(state + "/cwd"),
+                   "; } 2>/dev/null; command printf '\\036KILN", options_.nonce,
+                   ":%d\\n' \"$__kiln_rc\"; unset __kiln_rc\n");
   SendAll(in_fd_, feed);  // a dead shell is noticed below
 
   int status = 0;

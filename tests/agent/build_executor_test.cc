@@ -737,5 +737,83 @@ TEST_F(BuildExecutorTest, CreateValidatesTheJobAndDestructorDeletesTheWorkspace)
   EXPECT_FALSE(std::filesystem::exists(workspace));
 }
 
+TEST_F(BuildExecutorTest, ShellOptionsDoNotCarryToTheNextCommand) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - set -o noclobber; echo one > f.txt
+      - echo two > f.txt && echo overwrote
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("overwrote\n"));
+}
+
+TEST_F(BuildExecutorTest, SetVDoesNotRevealTheCompletionMarker) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - set -v
+      - echo after
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(Output(), Not(HasSubstr("KILN")));
+  EXPECT_THAT(UserOutput(), HasSubstr("after\n"));
+}
+
+TEST_F(BuildExecutorTest, ParameterStoreValuesAreNeverExportedAndDerivedValuesAreMasked) {
+  options_.resolve_parameters = [](const std::vector<std::string>& names)
+      -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> {
+    kiln::v1::GetBuildParametersResponse resp;
+    auto* p = resp.add_parameters();
+    p->set_name("/db/pass");
+    p->set_value("S3cretPassw0rd");
+    p->set_mask(true);
+    return resp;
+  };
+  auto* v = job_.add_environment_variables();
+  v->set_name("DB_PASS");
+  v->set_value("/db/pass");
+  v->set_type(kiln::v1::EnvironmentVariable::PARAMETER_STORE);
+  PrepareOk(R"yaml(version: 0.2
+env:
+  exported-variables:
+    - DB_PASS
+    - URL
+phases:
+  build:
+    commands:
+      - export URL="https://u:$DB_PASS@db"
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(Run(BuildPhaseType::UPLOAD_ARTIFACTS).status(), BuildStatus::SUCCEEDED);
+  const PhaseResult fin = Run(FINALIZING);
+  EXPECT_EQ(fin.exported_variables().count("DB_PASS"), 0u);
+  EXPECT_EQ(fin.exported_variables().at("URL"), "https://u:***@db");
+}
+
+TEST_F(BuildExecutorTest, TheWorkspaceIsReadableByItsOwnerOnly) {
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n      - \"true\"\n");
+  const auto perms = std::filesystem::status(executor_->workspace_dir()).permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all, std::filesystem::perms::owner_all);
+}
+
+TEST_F(BuildExecutorTest, AReplacementShellCarriesTheBuildIdForCrashCleanup) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - exit 3
+  post_build:
+    commands:
+      - tr '\0' '\n' < /proc/$$/environ | grep -c '^CODEBUILD_BUILD_ID=proj:'
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::FAILED);
+  EXPECT_EQ(Run(POST_BUILD, /*succeeding=*/false).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_EQ(UserOutput(), "1\n");
+}
+
 }  // namespace
 }  // namespace kiln::agent

@@ -645,5 +645,22 @@ TEST(BuildspecTest, ParameterNameRule) {
   EXPECT_FALSE(IsValidParameterName(std::string(2049, 'a')));
 }
 
+TEST(BuildspecTest, ParameterStoreVariablesCannotBeExported) {
+  auto b = ParseBuildspec(R"(version: 0.2
+env:
+  exported-variables:
+    - TOKEN
+  parameter-store:
+    TOKEN: /ci/token
+phases:
+  build:
+    commands:
+      - echo hi
+)", "buildspec.yml");
+  ASSERT_FALSE(b.ok());
+  EXPECT_THAT(std::string(b.status().message()), ::testing::HasSubstr("buildspec.yml:4:7"));
+  EXPECT_THAT(std::string(b.status().message()), ::testing::HasSubstr("cannot be exported"));
+}
+
 }  // namespace
 }  // namespace kiln::common
