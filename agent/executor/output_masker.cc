@@ -1,6 +1,8 @@
 #include "agent/executor/output_masker.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 namespace kiln::agent {
 
@@ -13,33 +15,51 @@ void OutputMasker::AddSecret(std::string_view value) {
 }
 
 std::string OutputMasker::Mask(std::string_view text, bool final, size_t* consumed) const {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    if (!first_bytes_.test(static_cast<unsigned char>(text[i]))) {
-      out.push_back(text[i++]);
-      continue;
-    }
+  const size_t n = text.size();
+  // Every complete occurrence of every value, and the first position where a value may still
+  // continue past the end of `text`.
+  std::vector<std::pair<size_t, size_t>> ranges;  // [begin, end)
+  size_t cut = n;
+  for (size_t i = 0; i < n; ++i) {
+    if (!first_bytes_.test(static_cast<unsigned char>(text[i]))) continue;
     const std::string_view rest = text.substr(i);
-    size_t match = 0;
-    bool may_continue = false;
     for (const std::string& s : secrets_) {
       if (rest.size() >= s.size()) {
-        if (match == 0 && rest.substr(0, s.size()) == s) match = s.size();
-      } else if (!final && std::string_view(s).substr(0, rest.size()) == rest) {
-        may_continue = true;  // a (longer) value may complete with the next chunk
+        if (rest.substr(0, s.size()) == s) ranges.emplace_back(i, i + s.size());
+      } else if (!final && cut == n && std::string_view(s).substr(0, rest.size()) == rest) {
+        cut = i;  // a value may complete with the next chunk: hold back from here
       }
     }
-    if (may_continue) break;
-    if (match > 0) {
-      out += kMask;
-      i += match;
-    } else {
-      out.push_back(text[i++]);
+  }
+  // An occurrence that straddles the cut is held back whole, so its masking is decided in one piece.
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (const auto& [b, e] : ranges) {
+      if (b < cut && e > cut) {
+        cut = b;
+        moved = true;
+      }
     }
   }
-  *consumed = i;
+  // The union of the occurrences is hidden, so overlapping values never leave a tail visible. A "***"
+  // starts wherever an occurrence begins while no other one covers that byte: overlapping values
+  // merge into one "***", touching ones give one each (independent of how the text was chunked).
+  std::vector<int> starts(cut + 1, 0), ends(cut + 1, 0);
+  for (const auto& [b, e] : ranges) {
+    if (b >= cut) continue;
+    starts[b]++;
+    ends[std::min(e, cut)]++;
+  }
+  std::string out;
+  out.reserve(cut);
+  int depth = 0;
+  for (size_t i = 0; i < cut; ++i) {
+    depth -= ends[i];
+    if (depth == 0 && starts[i] > 0) out += kMask;
+    depth += starts[i];
+    if (depth == 0) out.push_back(text[i]);
+  }
+  *consumed = cut;
   return out;
 }
 

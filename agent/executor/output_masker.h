@@ -3,7 +3,8 @@
 // split across the chunks given to Write(): the masker holds back at most (longest value - 1) bytes
 // that could still start a value, and releases them on the next Write() or on Flush().
 //
-// Where values overlap, the leftmost occurrence wins and, at one position, the longest value.
+// Where values overlap, the union of their occurrences is hidden as one "***", so no part of any
+// value stays visible; occurrences that only touch give one "***" each.
 // Not thread-safe: one owner feeds it.
 #ifndef KILN_AGENT_EXECUTOR_OUTPUT_MASKER_H_
 #define KILN_AGENT_EXECUTOR_OUTPUT_MASKER_H_

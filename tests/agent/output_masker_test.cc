@@ -123,5 +123,21 @@ TEST(OutputMaskerTest, RandomChunkingMatchesMaskingTheWholeText) {
   }
 }
 
+TEST(OutputMaskerTest, OverlappingValuesLeaveNoTailVisible) {
+  OutputMasker m;
+  m.AddSecret("admin");
+  m.AddSecret("nimbus-Pr0d-Key");
+  EXPECT_EQ(m.MaskAll("admin" "imbus-Pr0d-Key!"), "***!");
+  OutputMasker n;
+  n.AddSecret("ab");
+  n.AddSecret("bcdefgh");
+  EXPECT_EQ(n.MaskAll("xabcdefghx"), "x***x");
+  // Streamed byte by byte, the same result.
+  std::string out;
+  for (char c : std::string("xabcdefghx")) out += n.Write(std::string(1, c));
+  out += n.Flush();
+  EXPECT_EQ(out, "x***x");
+}
+
 }  // namespace
 }  // namespace kiln::agent
