@@ -352,7 +352,6 @@ struct AgentClient::Impl {
   void WriterLoop(grpc::ClientReaderWriter<AgentMessage, CoordinatorMessage>* stream) {
     while (true) {
       AgentMessage m;
-      grpc::WriteOptions options;
       {
         absl::MutexLock l(&mu);
         mu.AwaitWithTimeout(absl::Condition(
@@ -376,10 +375,8 @@ struct AgentClient::Impl {
           outbox.pop_front();
         }
         writing = true;
-        // More queued behind this one: let gRPC coalesce them into fewer frames and wake-ups.
-        if (!outbox.empty()) options.set_buffer_hint();
       }
-      const bool ok = stream->Write(m, options);
+      const bool ok = stream->Write(m);
       absl::MutexLock l(&mu);
       writing = false;
       if (!ok) {

@@ -64,8 +64,7 @@ class AgentSession final
       closing_ = true;
     }
     if (!out_.empty() && !closing_) {
-      // More queued behind this one: let gRPC coalesce them into fewer frames and wake-ups.
-      StartWrite(&out_.front(), out_.size() > 1 ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+      StartWrite(&out_.front());
       return;
     }
     writing_ = false;
