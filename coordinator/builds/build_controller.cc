@@ -550,12 +550,7 @@ absl::StatusOr<Build> BuildController::StartBuild(const kiln::v1::StartBuildRequ
     const std::string id = b.id();
     active_[id] = std::move(ab);
     ScheduleLocked();
-    auto it = active_.find(id);
-    result = it != active_.end() ? it->second.build : Build();
-    if (it == active_.end()) {
-      auto loaded = LoadBuildLocked(id);
-      if (loaded.ok()) result = *loaded;
-    }
+    if (auto loaded = LoadBuildLocked(id); loaded.ok()) result = *std::move(loaded);
   }
   FlushNotifications();
   return result;

@@ -30,6 +30,7 @@
 #include "nlohmann/json.hpp"
 #include "coordinator/http/webhook.h"
 #include "tests/e2e/farm.h"
+#include "tests/testing/build_helpers.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiln::e2e {
@@ -45,16 +46,8 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-const kiln::v1::BuildPhase* FindPhase(const Build& b, BuildPhaseType::Value t) {
-  for (const auto& p : b.phases()) {
-    if (p.phase_type() == t) return &p;
-  }
-  return nullptr;
-}
-
-int64_t Millis(const google::protobuf::Timestamp& t) {
-  return google::protobuf::util::TimeUtil::TimestampToMilliseconds(t);
-}
+using ::kiln::test::FindPhase;
+using ::kiln::test::Millis;
 
 std::string RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');

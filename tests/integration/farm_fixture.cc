@@ -108,7 +108,8 @@ Build Farm::WaitForCompletion(const std::string& id, std::string* log) {
   return last;
 }
 
-Build Farm::WaitForPhase(const std::string& id, kiln::v1::BuildPhaseType::Value phase) {
+Build Farm::Follow(const std::string& id,
+                   const std::function<bool(const Build&, const std::string&)>& done, std::string* log) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
   kiln::v1::StreamBuildLogsRequest req;
@@ -117,32 +118,25 @@ Build Farm::WaitForPhase(const std::string& id, kiln::v1::BuildPhaseType::Value 
   auto reader = stub_->StreamBuildLogs(&ctx, req);
   kiln::v1::StreamBuildLogsResponse r;
   Build last;
+  std::string text;
   while (reader->Read(&r)) {
-    if (!r.has_build()) continue;
-    last = r.build();
-    if (last.current_phase() == phase || last.build_complete()) break;
+    if (r.has_build()) last = r.build();
+    else text += r.data();
+    if (last.build_complete() || done(last, text)) break;
   }
   ctx.TryCancel();
   (void)reader->Finish();
+  if (log) *log = std::move(text);
   return last;
 }
 
+Build Farm::WaitForPhase(const std::string& id, kiln::v1::BuildPhaseType::Value phase) {
+  return Follow(id, [phase](const Build& b, const std::string&) { return b.current_phase() == phase; });
+}
+
 std::string Farm::WaitForLog(const std::string& id, const std::string& text) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-  kiln::v1::StreamBuildLogsRequest req;
-  req.set_build_id(id);
-  req.set_follow(true);
-  auto reader = stub_->StreamBuildLogs(&ctx, req);
-  kiln::v1::StreamBuildLogsResponse r;
   std::string log;
-  while (reader->Read(&r)) {
-    if (r.has_build() && r.build().build_complete()) break;
-    log += r.data();
-    if (log.find(text) != std::string::npos) break;
-  }
-  ctx.TryCancel();
-  (void)reader->Finish();
+  Follow(id, [&text](const Build&, const std::string& l) { return l.find(text) != std::string::npos; }, &log);
   return log;
 }
 

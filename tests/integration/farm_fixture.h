@@ -3,6 +3,7 @@
 #ifndef KILN_TESTS_INTEGRATION_FARM_FIXTURE_H_
 #define KILN_TESTS_INTEGRATION_FARM_FIXTURE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,11 @@ class Farm {
   void PutParameter(const std::string& name, const std::string& value, bool secure);
 
  private:
+  // Follows the build's stream until it completes or `done(last build record, log so far)` holds.
+  kiln::v1::Build Follow(const std::string& id,
+                         const std::function<bool(const kiln::v1::Build&, const std::string&)>& done,
+                         std::string* log = nullptr);
+
   std::string dir_;
   int port_ = 0;
   std::unique_ptr<coordinator::CoordinatorServer> coordinator_;

@@ -10,6 +10,7 @@
 #include "httplib.h"
 #include "coordinator/http/webhook.h"
 #include "tests/integration/farm_fixture.h"
+#include "tests/testing/build_helpers.h"
 
 namespace kiln::test {
 namespace {
@@ -20,16 +21,8 @@ using kiln::v1::Build;
 using kiln::v1::BuildPhaseType;
 using kiln::v1::BuildStatus;
 
-const kiln::v1::BuildPhase* FindPhase(const Build& b, BuildPhaseType::Value t) {
-  for (const auto& p : b.phases()) {
-    if (p.phase_type() == t) return &p;
-  }
-  return nullptr;
-}
-
-int64_t Millis(const google::protobuf::Timestamp& t) {
-  return google::protobuf::util::TimeUtil::TimestampToMilliseconds(t);
-}
+using ::kiln::test::FindPhase;
+using ::kiln::test::Millis;
 
 class FarmTest : public ::testing::Test {
  protected:
