@@ -103,7 +103,7 @@ class Parser : public yaml::ErrorReporter {
   absl::Status ParseBatch(const Ref& r);
   absl::Status ParseBatchTasks(const Ref& r, bool graph) const;
   absl::Status ParseReports(const Ref& r);
-  absl::Status ParseArtifactSet(const Ref& r, bool primary) const;
+  absl::StatusOr<BuildspecArtifacts> ParseArtifactSet(const Ref& r, bool primary);
   absl::Status ParseCache(const Ref& r);
 
   std::string_view text_;
@@ -256,13 +256,13 @@ absl::StatusOr<Buildspec> Parser::Run(const YAML::Node& root) {
       Warn(e.key_mark, v.path, "the build runs as a single build, not as a batch");
     } else if (e.key == "reports") {
       KILN_RETURN_IF_ERROR(ParseReports(v));
-      Warn(e.key_mark, v.path, "no test reports will be created");
     } else if (e.key == "artifacts") {
-      KILN_RETURN_IF_ERROR(ParseArtifactSet(v, /*primary=*/true));
-      Warn(e.key_mark, v.path, "no artifacts will be uploaded");
+      KILN_ASSIGN_OR_RETURN(BuildspecArtifacts a, ParseArtifactSet(v, /*primary=*/true));
+      a.line = e.key_mark.line + 1;
+      out_.artifacts = std::move(a);
     } else if (e.key == "cache") {
       KILN_RETURN_IF_ERROR(ParseCache(v));
-      Warn(e.key_mark, v.path, "nothing will be cached or restored");
+      out_.cache->line = e.key_mark.line + 1;
     } else {
       return Unknown(e, "key", kTopKeys);
     }
@@ -719,20 +719,23 @@ absl::Status Parser::ParseReports(const Ref& r) {
   for (const Entry& g : groups) {
     KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries,
                           Map(g.value, "a report group map with files"));
+    BuildspecReportGroup group;
+    group.name = g.key;
+    group.line = g.key_mark.line + 1;
     bool have_files = false;
     for (const Entry& e : entries) {
       if (e.key == "files") {
         have_files = true;
-        KILN_ASSIGN_OR_RETURN(std::vector<std::string> files, StrList(e.value, "a list of paths"));
-        if (files.empty()) return Error(e.value, "list at least one report file");
+        KILN_ASSIGN_OR_RETURN(group.files, StrList(e.value, "a list of paths"));
+        if (group.files.empty()) return Error(e.value, "list at least one report file");
       } else if (e.key == "base-directory") {
-        KILN_RETURN_IF_ERROR(Str(e.value, "a directory").status());
+        KILN_ASSIGN_OR_RETURN(group.base_directory, Str(e.value, "a directory"));
       } else if (e.key == "discard-paths") {
-        KILN_RETURN_IF_ERROR(YesNo(e.value).status());
+        KILN_ASSIGN_OR_RETURN(group.discard_paths, YesNo(e.value));
       } else if (e.key == "file-format") {
         KILN_ASSIGN_OR_RETURN(std::string format, Str(e.value, "a report file format"));
-        if (std::find(kFormats.begin(), kFormats.end(), absl::AsciiStrToUpper(format)) ==
-            kFormats.end()) {
+        group.file_format = absl::AsciiStrToUpper(format);
+        if (std::find(kFormats.begin(), kFormats.end(), group.file_format) == kFormats.end()) {
           return Error(e.value, StrCat("unknown file-format '", format, "'; allowed formats are ",
                                        absl::StrJoin(kFormats, ", ")));
         }
@@ -743,11 +746,12 @@ absl::Status Parser::ParseReports(const Ref& r) {
     if (!have_files) {
       return Missing(g.value, "files", "list the report files, e.g. files: ['reports/*.xml']");
     }
+    out_.reports.push_back(std::move(group));
   }
   return absl::OkStatus();
 }
 
-absl::Status Parser::ParseArtifactSet(const Ref& r, bool primary) const {
+absl::StatusOr<BuildspecArtifacts> Parser::ParseArtifactSet(const Ref& r, bool primary) {
   std::vector<std::string> keys = {"files",          "name",          "discard-paths",
                                    "base-directory", "exclude-paths", "enable-symlinks",
                                    "s3-prefix"};
@@ -756,6 +760,7 @@ absl::Status Parser::ParseArtifactSet(const Ref& r, bool primary) const {
     keys.push_back("type");  // 0.1 name, deprecated in 0.2 (reference §1.1)
   }
   KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries, Map(r, "a map with files"));
+  BuildspecArtifacts out;
   bool have_files = false;
   for (const Entry& e : entries) {
     const Ref& v = e.value;
@@ -765,42 +770,66 @@ absl::Status Parser::ParseArtifactSet(const Ref& r, bool primary) const {
       if (e.key == "files") {
         have_files = true;
         if (paths.empty()) return Error(v, "list at least one path, e.g. - '**/*'");
+        out.files = std::move(paths);
+      } else {
+        out.exclude_paths = std::move(paths);
       }
-    } else if (e.key == "discard-paths" || e.key == "enable-symlinks") {
-      KILN_RETURN_IF_ERROR(YesNo(v).status());
+    } else if (e.key == "discard-paths") {
+      KILN_ASSIGN_OR_RETURN(out.discard_paths, YesNo(v));
+    } else if (e.key == "enable-symlinks") {
+      KILN_ASSIGN_OR_RETURN(out.enable_symlinks, YesNo(v));
     } else if (e.key == "secondary-artifacts") {
       KILN_ASSIGN_OR_RETURN(std::vector<Entry> secondary, Map(v, "a map of artifact identifiers"));
-      for (const Entry& s : secondary) KILN_RETURN_IF_ERROR(ParseArtifactSet(s.value, false));
-    } else {
+      for (const Entry& s : secondary) {
+        if (!IsShellName(s.key) || s.key.size() > 128) {
+          return Error(s.key_mark, s.value.path,
+                       "an artifact identifier is 1..128 characters of [A-Za-z0-9_], not starting "
+                       "with a digit");
+        }
+        KILN_ASSIGN_OR_RETURN(BuildspecArtifacts a, ParseArtifactSet(s.value, false));
+        a.identifier = s.key;
+        a.line = s.key_mark.line + 1;
+        out_.secondary_artifacts.push_back(std::move(a));
+      }
+    } else if (e.key == "type") {
       KILN_RETURN_IF_ERROR(Str(v).status());
+      Warn(e.key_mark, v.path, "artifacts.type is deprecated and ignored; artifacts are zip files");
+    } else if (e.key == "name") {
+      KILN_ASSIGN_OR_RETURN(out.name, Str(v));
+    } else if (e.key == "base-directory") {
+      KILN_ASSIGN_OR_RETURN(out.base_directory, Str(v));
+    } else if (e.key == "s3-prefix") {
+      KILN_ASSIGN_OR_RETURN(out.s3_prefix, Str(v));
+      Warn(e.key_mark, v.path, "Kiln stores artifacts by content, not in S3; s3-prefix is ignored");
     }
   }
   if (!have_files) {
     return Missing(r, "files",
                    "artifacts need a files list, e.g. files: ['**/*'] (reference §1.10)");
   }
-  return absl::OkStatus();
+  return out;
 }
 
 absl::Status Parser::ParseCache(const Ref& r) {
   static const std::vector<std::string> kKeys = {"key", "fallback-keys", "action", "paths"};
   KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries, Map(r, "a map with paths"));
+  BuildspecCache cache;
   bool have_paths = false;
   for (const Entry& e : entries) {
     const Ref& v = e.value;
     if (e.key == "paths") {
       have_paths = true;
-      KILN_ASSIGN_OR_RETURN(std::vector<std::string> paths, StrList(v, "a list of paths"));
-      if (paths.empty()) return Error(v, "list at least one path");
+      KILN_ASSIGN_OR_RETURN(cache.paths, StrList(v, "a list of paths"));
+      if (cache.paths.empty()) return Error(v, "list at least one path");
     } else if (e.key == "key") {
-      KILN_RETURN_IF_ERROR(Str(v, "a cache key").status());
+      KILN_ASSIGN_OR_RETURN(cache.key, Str(v, "a cache key"));
     } else if (e.key == "fallback-keys") {
-      KILN_ASSIGN_OR_RETURN(std::vector<std::string> fallback, StrList(v, "a list of keys"));
-      if (fallback.size() > 5) return Error(v, "at most 5 fallback-keys are allowed");
+      KILN_ASSIGN_OR_RETURN(cache.fallback_keys, StrList(v, "a list of keys"));
+      if (cache.fallback_keys.size() > 5) return Error(v, "at most 5 fallback-keys are allowed");
     } else if (e.key == "action") {
       KILN_ASSIGN_OR_RETURN(std::string action, Str(v, "restore or save"));
-      std::string a = absl::AsciiStrToLower(action);
-      if (a != "restore" && a != "save") {
+      cache.action = absl::AsciiStrToLower(action);
+      if (cache.action != "restore" && cache.action != "save") {
         return Error(v, StrCat("'", action, "' is not a cache action; use restore or save"));
       }
     } else {
@@ -808,6 +837,7 @@ absl::Status Parser::ParseCache(const Ref& r) {
     }
   }
   if (!have_paths) return Missing(r, "paths", "list what to cache, e.g. paths: ['/root/.m2/**/*']");
+  out_.cache = std::move(cache);
   return absl::OkStatus();
 }
 

@@ -29,6 +29,43 @@ struct BuildspecPhase {
   int line = 0;
 };
 
+// `artifacts` or one `secondary-artifacts` entry (reference §1.10).
+struct BuildspecArtifacts {
+  // "" for the primary artifact; the identifier of a secondary one.
+  std::string identifier;
+  // Glob patterns relative to CODEBUILD_SRC_DIR (or to base-directory): `*` within one path
+  // component, `**` across directories. At least one.
+  std::vector<std::string> files;
+  // Shell-evaluated by the build's shell at upload time; empty = default name.
+  std::string name;
+  bool discard_paths = false;
+  // Empty = CODEBUILD_SRC_DIR itself; may be a glob over top-level directories.
+  std::string base_directory;
+  std::vector<std::string> exclude_paths;
+  bool enable_symlinks = false;
+  std::string s3_prefix;  // accepted, unused (no S3)
+  int line = 0;           // 1-based line of the key
+};
+
+// One `reports` group (reference §1.9).
+struct BuildspecReportGroup {
+  std::string name;  // the group key as written
+  std::vector<std::string> files;
+  std::string base_directory;
+  bool discard_paths = false;
+  std::string file_format = "JUNITXML";  // upper-cased
+  int line = 0;
+};
+
+// `cache` (reference §1.11).
+struct BuildspecCache {
+  std::string key;                         // empty: one cache per project
+  std::vector<std::string> fallback_keys;  // at most 5, prefix-matched
+  std::string action;                      // "" (restore and save), "restore" or "save"
+  std::vector<std::string> paths;          // globs; relative to CODEBUILD_SRC_DIR or absolute
+  int line = 0;
+};
+
 struct Buildspec {
   // "0.1" or "0.2". In 0.1 every command runs in a fresh shell.
   std::string version;
@@ -48,6 +85,11 @@ struct Buildspec {
   bool git_credential_helper = false;
   // Phases present in the file. An absent phase does nothing and succeeds.
   std::optional<BuildspecPhase> install, pre_build, build, post_build;
+  // `artifacts` (primary) and its secondary-artifacts, in file order. Absent: nothing uploaded.
+  std::optional<BuildspecArtifacts> artifacts;
+  std::vector<BuildspecArtifacts> secondary_artifacts;
+  std::vector<BuildspecReportGroup> reports;
+  std::optional<BuildspecCache> cache;
   // Keys that were parsed and validated but that Kiln does not honour yet (`artifacts`, `cache`,
   // `reports`, `batch`, `proxy`, `env.secrets-manager`, `env.git-credential-helper: yes`), each as
   // a ready-to-log sentence naming file, line and key, e.g. "buildspec.yml:20:1: artifacts:

@@ -524,7 +524,7 @@ TEST(BuildspecTest, Version01EnvironmentVariablesAreAccepted) {
 
 // ---- sections Kiln validates but does not act on ----
 
-TEST(BuildspecTest, UnsupportedSectionsAreValidatedAndWarned) {
+TEST(BuildspecTest, UnsupportedSectionsWarnAndSupportedOnesAreModelled) {
   Buildspec spec = ParseOk(R"(version: 0.2
 proxy:
   upload-artifacts: yes
@@ -563,13 +563,25 @@ cache:
               ElementsAre("buildspec.yml:2:1: proxy: accepted but not yet supported by Kiln; the "
                           "proxy settings are ignored",
                           "buildspec.yml:5:1: batch: accepted but not yet supported by Kiln; the "
-                          "build runs as a single build, not as a batch",
-                          "buildspec.yml:17:1: reports: accepted but not yet supported by Kiln; no "
-                          "test reports will be created",
-                          "buildspec.yml:22:1: artifacts: accepted but not yet supported by Kiln; "
-                          "no artifacts will be uploaded",
-                          "buildspec.yml:30:1: cache: accepted but not yet supported by Kiln; "
-                          "nothing will be cached or restored"));
+                          "build runs as a single build, not as a batch"));
+  ASSERT_EQ(spec.reports.size(), 1u);
+  EXPECT_EQ(spec.reports[0].name, "unit");
+  EXPECT_EQ(spec.reports[0].file_format, "JUNITXML");
+  EXPECT_EQ(spec.reports[0].base_directory, "reports");
+  EXPECT_THAT(spec.reports[0].files, ElementsAre("**/*.xml"));
+  ASSERT_TRUE(spec.artifacts.has_value());
+  EXPECT_THAT(spec.artifacts->files, ElementsAre("**/*"));
+  EXPECT_EQ(spec.artifacts->base_directory, "dist");
+  EXPECT_TRUE(spec.artifacts->discard_paths);
+  EXPECT_FALSE(spec.artifacts->enable_symlinks);
+  EXPECT_EQ(spec.artifacts->line, 22);
+  ASSERT_EQ(spec.secondary_artifacts.size(), 1u);
+  EXPECT_EQ(spec.secondary_artifacts[0].identifier, "docs");
+  EXPECT_THAT(spec.secondary_artifacts[0].files, ElementsAre("docs/*"));
+  ASSERT_TRUE(spec.cache.has_value());
+  EXPECT_EQ(spec.cache->key, "deps-$(codebuild-hash-files go.sum)");
+  EXPECT_THAT(spec.cache->paths, ElementsAre("/root/.cache/**/*"));
+  EXPECT_EQ(spec.cache->action, "");
 }
 
 TEST(BuildspecTest, ArtifactsRequireFiles) {

@@ -11,10 +11,10 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libyaml-cpp-dev librocksdb-dev libgtest-dev libgmock-dev libssl-dev
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-  libgit2-dev libre2-dev libarchive-dev
+  libgit2-dev libre2-dev libarchive-dev libpugixml-dev
   # runtime / dev stack
   docker.io docker-registry apache2-utils debootstrap curl ca-certificates
-  iproute2 iptables python3 python3-flask procps openssl
+  iproute2 iptables python3 python3-flask procps openssl unzip
 )
 
 missing=()
