@@ -19,6 +19,11 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", options.heartbeat_interval_millis, "Agent heartbeat interval")->capture_default_str();
   app.add_option("--lease-ms", options.lease_millis, "Build lease after an agent's last message")->capture_default_str();
   app.add_flag("--sync-writes", options.sync_writes, "fsync every state change (power-loss durability)");
+  app.add_option("--max-artifact-bytes", options.max_artifact_bytes, "Largest artifact zip accepted")
+      ->capture_default_str();
+  app.add_option("--minute-ms", options.minute_millis,
+                 "Milliseconds per minute of build/queued timeouts (tests shorten it)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   // Debian builds absl without NDEBUG: its lock-order graph costs ~4% of coordinator CPU. Tests keep it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "agent/executor/container.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/executor/build_executor.h"
@@ -92,6 +93,7 @@ RunnerFactory ExecutorRunnerFactory(const std::string& work_dir) {
     o.work_dir = work_dir;
     o.output = std::move(ctx.output);
     o.resolve_parameters = std::move(ctx.resolve_parameters);
+    o.upload_artifact = std::move(ctx.upload_artifact);
     KILN_ASSIGN_OR_RETURN(auto executor, BuildExecutor::Create(job, std::move(o)));
     return std::unique_ptr<BuildRunner>(new ExecutorRunner(std::move(executor)));
   };
@@ -175,6 +177,47 @@ struct AgentClient::Impl {
     return resp;
   }
 
+  absl::StatusOr<kiln::v1::BuildArtifact> Upload(const std::string& build_id,
+                                                 kiln::v1::UploadArtifactHeader header,
+                                                 const std::string& path) {
+    std::shared_ptr<grpc::Channel> ch;
+    {
+      absl::MutexLock l(&mu);
+      ch = channel;
+    }
+    if (!ch) return absl::UnavailableError("not connected to a coordinator");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+    auto stub = kiln::v1::AgentService::NewStub(ch);
+    grpc::ClientContext c;
+    c.set_wait_for_ready(true);
+    kiln::v1::UploadArtifactResponse resp;
+    auto writer = stub->UploadArtifact(&c, &resp);
+    header.set_agent_id(agent_id);
+    header.set_build_id(build_id);
+    kiln::v1::UploadArtifactRequest req;
+    *req.mutable_header() = std::move(header);
+    bool ok = writer->Write(req);
+    std::string buf(1 << 20, '\0');
+    while (ok && in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      std::streamsize n = in.gcount();
+      if (n <= 0) break;
+      req.Clear();
+      req.set_data(buf.data(), static_cast<size_t>(n));
+      ok = writer->Write(req);
+    }
+    if (ok && in.bad()) {
+      c.TryCancel();
+      writer->Finish();
+      return absl::InternalError(absl::StrCat("reading ", path, " failed"));
+    }
+    if (ok) writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    if (!s.ok()) return common::FromGrpcStatus(s);
+    return resp.artifact();
+  }
+
   void Worker(std::string build_id, Build* b) {
     std::shared_ptr<BuildRunner> runner;
     {
@@ -236,6 +279,9 @@ struct AgentClient::Impl {
       RunnerContext ctx;
       ctx.output = [this, id](std::string_view d) { Output(id, d); };
       ctx.resolve_parameters = [this, id](const std::vector<std::string>& names) { return Resolve(id, names); };
+      ctx.upload_artifact = [this, id](kiln::v1::UploadArtifactHeader h, const std::string& path) {
+        return Upload(id, std::move(h), path);
+      };
       auto runner = opts.runner_factory(rp.job(), std::move(ctx));
       if (!runner.ok()) {
         EnqueueLocked(FaultResult(rp, absl::StrCat("cannot prepare the build: ", runner.status().ToString())));
@@ -336,6 +382,9 @@ struct AgentClient::Impl {
     h->set_hostname(hostname);
     for (const auto& [k, v] : labels) (*h->mutable_labels())[k] = v;
     h->set_slots(opts.slots);
+    if (opts.warm_cache_projects) {
+      for (const auto& p : opts.warm_cache_projects()) h->add_warm_cache_projects(p);
+    }
     for (const auto& [id, b] : builds) {
       if (b->released) continue;
       auto* held = h->add_held_builds();
@@ -514,6 +563,10 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(Options options
     // coordinator; here their leftover processes and workspaces go.
     if (int n = KillLeftoverSessions(options.work_dir + "/builds"); n > 0) {
       KILN_LOG(WARNING) << "killed the processes of " << n << " builds left by a previous agent process";
+    }
+    if (impl->labels["docker"] == "true") {
+      RemoveLeftoverContainers(std::filesystem::absolute(options.work_dir).lexically_normal().string() +
+                               "/builds");
     }
   }
   impl->opts = std::move(options);

@@ -39,6 +39,12 @@ struct RunnerContext {
   // Resolves parameter-store names through the coordinator (GetBuildParameters).
   std::function<absl::StatusOr<kiln::v1::GetBuildParametersResponse>(const std::vector<std::string>&)>
       resolve_parameters;
+  // Streams the file at `zip_path` to the coordinator's artifact store (AgentService.UploadArtifact)
+  // with `header` (agent_id and build_id are filled in). Returns the stored artifact record.
+  // Errors: the RPC's status (Unavailable when not connected), NotFound/Internal reading the file.
+  std::function<absl::StatusOr<kiln::v1::BuildArtifact>(kiln::v1::UploadArtifactHeader header,
+                                                        const std::string& zip_path)>
+      upload_artifact;
 };
 
 using RunnerFactory = std::function<absl::StatusOr<std::unique_ptr<BuildRunner>>(
@@ -65,6 +71,9 @@ class AgentClient {
     absl::Duration max_backoff = absl::Seconds(5);
     // Empty: ExecutorRunnerFactory(work_dir).
     RunnerFactory runner_factory;
+    // Projects whose cache this agent holds (AgentHello.warm_cache_projects), asked at each
+    // (re)connect. Empty function: none.
+    std::function<std::vector<std::string>()> warm_cache_projects;
   };
 
   // Errors: InvalidArgument (no coordinator, slots out of 1..1024, bad labels), Internal (work dir).

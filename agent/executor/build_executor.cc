@@ -1,5 +1,6 @@
 #include "agent/executor/build_executor.h"
 
+#include <pwd.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/executor/container.h"
 #include "agent/executor/git_checkout.h"
 #include "agent/executor/on_failure.h"
 #include "agent/executor/process_tree.h"
@@ -116,7 +118,12 @@ absl::StatusOr<std::unique_ptr<BuildExecutor>> BuildExecutor::Create(const kiln:
   if (!ec) fs::create_directories(root / "src", ec);
   if (!ec) fs::create_directories(root / "tmp", ec);
   // The workspace holds decrypted parameter values (tmp/env, the shell's exported state): owner only.
-  if (!ec) fs::permissions(root.parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
+  // builds/ is traversable (not listable) so that a run-as user can reach its own workspace.
+  if (!ec) {
+    fs::permissions(root.parent_path(),
+                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
+                    fs::perm_options::replace, ec);
+  }
   if (!ec) fs::permissions(root, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (ec) {
     return absl::InternalError(
@@ -139,10 +146,14 @@ BuildExecutor::BuildExecutor(const kiln::v1::BuildJob& job, Options options, std
       deadline_(job.timeout_millis() > 0
                     ? options_.clock->Now() + absl::Milliseconds(job.timeout_millis())
                     : absl::InfiniteFuture()),
-      wake_fd_(wake_fd) {}
+      wake_fd_(wake_fd),
+      container_(job.environment().image().empty()
+                     ? ""
+                     : absl::StrCat("kiln-", SanitizeId(job.build_id()), "-", nonce_.substr(0, 8))) {}
 
 BuildExecutor::~BuildExecutor() {
   DiscardShell();
+  RemoveBuildContainer();
   close(wake_fd_);
   std::error_code ec;
   fs::remove_all(root_, ec);
@@ -292,12 +303,21 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
   if (!spec.ok())
     return Outcome::Of(BuildStatus::FAILED, kYamlError, std::string(spec.status().message()));
   for (const std::string& warning : spec->warnings) Log(warning);
+  // run-as (§1.3): on the host the users must exist and the agent must be able to become them;
+  // in a build container, docker exec -u checks the image's users when the phase starts.
   for (const auto* p : {&spec->install, &spec->pre_build, &spec->build, &spec->post_build}) {
     const std::string& user = p->has_value() && !(*p)->run_as.empty() ? (*p)->run_as : spec->run_as;
-    if (!user.empty()) {
-      Log(absl::StrCat(rel, ": run-as '", user,
-                       "' is not supported by Kiln yet; commands run as the agent's user"));
-      break;
+    if (user.empty() || !container_.empty()) continue;
+    const passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) {
+      return Outcome::Of(BuildStatus::FAILED, kYamlError,
+                         absl::StrCat(rel, ": run-as: user '", user,
+                                      "' does not exist on this agent"));
+    }
+    if (geteuid() != 0 && pw->pw_uid != geteuid()) {
+      return Outcome::Of(BuildStatus::FAILED, kYamlError,
+                         absl::StrCat(rel, ": run-as: user '", user,
+                                      "' needs the agent to run as root"));
     }
   }
   try {
@@ -321,7 +341,9 @@ BuildExecutor::Outcome BuildExecutor::BuildEnvironment(const common::Buildspec& 
                                                        const std::string& commit) {
   Log("Processing environment variables");
   std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
+  // Host builds start from the agent's environment; container builds from the image's (docker
+  // exec provides it).
+  for (char** e = container_.empty() ? environ : nullptr; e != nullptr && *e != nullptr; ++e) {
     const std::string_view entry(*e);
     const size_t eq = entry.find('=');
     if (eq != std::string_view::npos && eq > 0)
@@ -415,6 +437,13 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
             : "No runtime version selected in buildspec.");
   }
   if (!p.has_value() || (p->commands.empty() && p->finally.empty())) return {};
+  // run-as (§1.3): the phase's user, else the buildspec's. A different user than the running
+  // shell's means a new shell, restored from the saved state (exported variables and cwd).
+  const std::string user = !p->run_as.empty() ? p->run_as : spec_->run_as;
+  if (user != phase_user_) {
+    DiscardShell();
+    phase_user_ = user;
+  }
   absl::StatusOr<OnFailurePolicy> policy = ParseOnFailure(p->on_failure);
   if (!policy.ok()) {
     Log(absl::StrCat("Warning: ", policy.status().message(), "; using the default transitions"));
@@ -489,6 +518,7 @@ BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result) {
     }
   }
   DiscardShell();
+  RemoveBuildContainer();
   return {};
 }
 
@@ -515,6 +545,7 @@ BuildExecutor::CommandRun BuildExecutor::RunCommand(const std::string& command, 
     shell->Drain(emit, absl::Milliseconds(200));
     FlushMasker();
     DiscardShell();
+    RemoveBuildContainer();  // the processes inside a build container die with it
     return {CommandRun::kInterrupted};
   }
   FlushMasker();
@@ -526,10 +557,62 @@ BuildExecutor::CommandRun BuildExecutor::RunCommand(const std::string& command, 
   return {CommandRun::kDone, r->exit_status};
 }
 
+absl::Status BuildExecutor::PrepareShellUser(const std::string& user) {
+  if (!container_.empty()) {
+    if (container_started_) return absl::OkStatus();
+    Log(absl::StrCat("Starting build container ", container_, " from image ",
+                     job_.environment().image(),
+                     job_.environment().privileged_mode() ? " (privileged: host Docker socket)" : ""));
+    ContainerSpec c{container_, job_.environment().image(), root_, job_.build_id(),
+                    job_.environment().privileged_mode()};
+    absl::Status s = StartContainer(c);
+    if (!s.ok()) {
+      RemoveBuildContainer();  // a half-created one
+      return absl::FailedPreconditionError(absl::StrCat("cannot start the build container: ",
+                                                        s.message()));
+    }
+    container_started_ = true;
+    return absl::OkStatus();
+  }
+  if (user == workspace_user_) return absl::OkStatus();
+  uid_t uid = geteuid();
+  gid_t gid = getegid();
+  if (!user.empty()) {
+    const passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) return absl::FailedPreconditionError(absl::StrCat("no user '", user, "'"));
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  // The user gets the workspace (CodeBuild: "read and execute permission on the build"), so that
+  // files an earlier phase's user made stay usable.
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(root_, fs::directory_options::none, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    (void)!lchown(it->path().c_str(), uid, gid);
+  }
+  (void)!lchown(root_.c_str(), uid, gid);
+  workspace_user_ = user;
+  return absl::OkStatus();
+}
+
+void BuildExecutor::RemoveBuildContainer() {
+  if (container_.empty() || !container_started_) return;
+  container_started_ = false;
+  RemoveContainer(container_);
+}
+
 ShellSession* BuildExecutor::EnsureShell(absl::Status* error) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_status_ != BuildStatus::UNKNOWN) return nullptr;
+    if (shell_ != nullptr && !shell_->Exited()) return shell_.get();
+  }
+  if (absl::Status s = PrepareShellUser(phase_user_); !s.ok()) {
+    *error = s;
+    return nullptr;
+  }
   absl::MutexLock lock(&mu_);
   if (stop_status_ != BuildStatus::UNKNOWN) return nullptr;
-  if (shell_ != nullptr && !shell_->Exited()) return shell_.get();
   shell_.reset();
   ShellSession::Options options;
   options.shell_path = shell_path_;
@@ -553,6 +636,43 @@ ShellSession* BuildExecutor::EnsureShell(absl::Status* error) {
           e.rfind("KILN_BUILD_SUCCEEDING=", 0) == 0) {
         e = absl::StrCat(e.substr(0, e.find('=') + 1), succeeding_ ? "1" : "0");
       }
+    }
+  }
+  if (!container_.empty()) {
+    // The shell runs in the container: docker exec gets the agent's environment (plus the build id
+    // for crash cleanup) and the shell sources the build's environment from a file first.
+    if (options.restore_env_file.empty() || spec_->version == "0.1") {
+      options.restore_env_file = tmp_dir_ + "/initial-env";
+      std::string text;
+      for (const std::string& e : options.env) {
+        const size_t eq = e.find('=');
+        absl::StrAppend(&text, "export ", e.substr(0, eq), "=", ShellQuote(e.substr(eq + 1)), "\n");
+      }
+      std::ofstream f(options.restore_env_file, std::ios::trunc);
+      f << text;
+      if (!f.good()) {
+        *error = absl::InternalError(absl::StrCat("writing ", options.restore_env_file));
+        return nullptr;
+      }
+    }
+    options.env.clear();
+    for (char** e = environ; *e != nullptr; ++e) options.env.emplace_back(*e);
+    options.env.push_back(absl::StrCat("CODEBUILD_BUILD_ID=", job_.build_id()));
+    options.launcher = DockerExecLauncher(container_, options.cwd, phase_user_);
+    options.feed_from_stdout = true;
+  } else if (!phase_user_.empty()) {
+    const passwd* pw = getpwnam(phase_user_.c_str());
+    if (pw == nullptr) {
+      *error = absl::FailedPreconditionError(absl::StrCat("no user '", phase_user_, "'"));
+      return nullptr;
+    }
+    options.launcher = {"setpriv", absl::StrCat("--reuid=", pw->pw_uid),
+                        absl::StrCat("--regid=", pw->pw_gid), "--init-groups", "--"};
+    for (const auto& [k, v] : {std::pair<std::string, std::string>{"HOME", pw->pw_dir},
+                               {"USER", pw->pw_name},
+                               {"LOGNAME", pw->pw_name}}) {
+      std::erase_if(options.env, [&k](const std::string& e) { return e.rfind(k + "=", 0) == 0; });
+      options.env.push_back(absl::StrCat(k, "=", v));
     }
   }
   absl::StatusOr<std::unique_ptr<ShellSession>> shell = ShellSession::Start(options);

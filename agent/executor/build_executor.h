@@ -80,6 +80,11 @@ class BuildExecutor {
     OutputFn output;
     // Log timestamps and the build timeout. Not owned; must outlive the executor.
     const common::Clock* clock = common::RealClock::Default();
+    // Uploads one artifact zip to the coordinator (AgentService.UploadArtifact). Needed only when
+    // the buildspec has artifacts; a missing uploader or an error fails UPLOAD_ARTIFACTS.
+    std::function<absl::StatusOr<kiln::v1::BuildArtifact>(kiln::v1::UploadArtifactHeader header,
+                                                          const std::string& zip_path)>
+        upload_artifact;
   };
 
   // Creates the workspace (replacing a leftover one of the same build) and starts the timeout.
@@ -126,6 +131,10 @@ class BuildExecutor {
   // Returns the running shell or starts one; nullptr when stopped (`*error` stays OK) or on error.
   ShellSession* EnsureShell(absl::Status* error);
   void DiscardShell();
+  // Host builds: gives the workspace to `user` (run-as) so its shell can use it. Container builds:
+  // starts the build container on first use.
+  absl::Status PrepareShellUser(const std::string& user);
+  void RemoveBuildContainer();
   // Records a stop (first wins), kills the shell and wakes a running command.
   void StopLocked(kiln::v1::BuildStatus::Value status, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -148,6 +157,12 @@ class BuildExecutor {
   bool has_artifacts_ = false;
   std::vector<std::string> initial_env_;  // NAME=value
   std::string shell_path_;
+  // environment.image builds: the container's name ("" for host builds) and whether it runs.
+  std::string container_;
+  bool container_started_ = false;
+  // run-as of the running phase ("" = the agent's user), and the user the workspace belongs to.
+  std::string phase_user_;
+  std::string workspace_user_;
   bool succeeding_ = true;
   int command_count_ = 0;
 

@@ -95,7 +95,8 @@ absl::StatusOr<std::unique_ptr<ShellSession>> ShellSession::Start(const Options&
   for (int* fd : {&in[0], &in[1], &out[0], &out[1]}) *fd = MoveHigh(*fd);
 
   const bool bash = absl::EndsWith(options.shell_path, "bash");
-  std::vector<std::string> args = {bash ? "bash" : "sh"};
+  std::vector<std::string> args = options.launcher;
+  args.push_back(options.launcher.empty() ? (bash ? "bash" : "sh") : options.shell_path);
   if (bash) args.insert(args.end(), {"--noprofile", "--norc"});
   std::vector<char*> argv, envp;
   for (std::string& a : args) argv.push_back(a.data());
@@ -123,8 +124,11 @@ absl::StatusOr<std::unique_ptr<ShellSession>> ShellSession::Start(const Options&
   sigfillset(&signals);
   posix_spawnattr_setsigdefault(&attr, &signals);
   pid_t pid = -1;
-  const int rc =
-      posix_spawn(&pid, options.shell_path.c_str(), &actions, &attr, argv.data(), envp.data());
+  const int rc = options.launcher.empty()
+                     ? posix_spawn(&pid, options.shell_path.c_str(), &actions, &attr, argv.data(),
+                                   envp.data())
+                     : posix_spawnp(&pid, options.launcher[0].c_str(), &actions, &attr,
+                                    argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(in[0]);
@@ -132,12 +136,13 @@ absl::StatusOr<std::unique_ptr<ShellSession>> ShellSession::Start(const Options&
   if (rc != 0) {
     close(in[1]);
     close(out[0]);
-    return ErrnoError(absl::StrCat("starting ", options.shell_path, " in ", options.cwd), rc);
+    return ErrnoError(absl::StrCat("starting ", args[0], " in ", options.cwd), rc);
   }
   fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
   // -1 on kernels before 5.3: Run() then polls waitid. (glibc 2.36's pidfd_open lacks C linkage.)
   const int pid_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   std::unique_ptr<ShellSession> session(new ShellSession(options, pid, in[1], out[0], pid_fd));
+  if (options.feed_from_stdout) SendAll(session->in_fd_, "exec 9>&1\n");
   if (!options.restore_env_file.empty()) {
     SendAll(session->in_fd_,
             absl::StrCat(". ", ShellQuote(options.restore_env_file), " 2>/dev/null\n"));
@@ -246,7 +251,8 @@ absl::StatusOr<ShellSession::Result> ShellSession::Run(const std::string& script
                                                        const OutputFn& output, int wake_fd,
                                                        absl::Time deadline,
                                                        const common::Clock& clock) {
-  const int fd = open(script_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // 0644: a run-as shell must read it; the 0700 workspace keeps other users out.
+  const int fd = open(script_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(absl::StrCat("writing ", script_path));
   const std::string text = absl::StrCat(absl::string_view(script.data(), script.size()), "\n");
   const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());

@@ -55,6 +55,14 @@ class ShellSession {
     // If set, the shell first sources this `export -p` file (errors ignored). Start such a shell
     // with an empty `env` so variables unset since then stay unset.
     std::string restore_env_file;
+    // If set, the shell is started through this argv prefix, searched in PATH, with `env` as the
+    // launcher's environment and `shell_path` as the shell to run; e.g. {"setpriv", "--reuid=1000",
+    // "--regid=1000", "--init-groups", "--"} (run-as) or {"docker", "exec", "-i", "<container>"}
+    // (environment image). A launcher that does not pass fd 9 through (docker exec) must set
+    // `feed_from_stdout`.
+    std::vector<std::string> launcher;
+    // The shell makes fd 9 (the marker's channel) a copy of its stdout first.
+    bool feed_from_stdout = false;
   };
 
   struct Result {

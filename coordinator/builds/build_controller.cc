@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "common/ids.h"
 #include "common/logging.h"
@@ -236,8 +237,9 @@ kiln::v1::BuildJob BuildController::JobFor(const Build& b) const {
   *job.mutable_source() = b.source();
   job.set_source_version(b.source_version());
   *job.mutable_environment_variables() = b.environment_variables();
-  job.set_timeout_millis(int64_t{b.timeout_in_minutes()} * 60 * 1000);
+  job.set_timeout_millis(int64_t{b.timeout_in_minutes()} * options_.minute_millis);
   if (b.has_webhook()) *job.mutable_webhook() = b.webhook();
+  if (b.has_environment()) *job.mutable_environment() = b.environment();
   job.set_initiator(b.initiator());
   job.set_start_time_unix_millis(ToMillis(b.start_time()));
   return job;
@@ -373,6 +375,26 @@ void BuildController::ApplyPhaseResultLocked(const std::string& agent_id,
   *p->mutable_contexts() = r.contexts();
   if (!r.resolved_source_version().empty()) b.set_resolved_source_version(r.resolved_source_version());
   for (const auto& [k, v] : r.exported_variables()) (*b.mutable_exported_variables())[k] = v;
+  if (r.phase() == BuildPhaseType::UPLOAD_ARTIFACTS) {
+    *b.mutable_reports() = r.reports();
+    for (const auto& a : r.artifacts()) {
+      // Only blobs the store holds, with the size it holds, are recorded.
+      absl::StatusOr<int64_t> size = options_.artifacts != nullptr
+                                         ? options_.artifacts->BlobSize(a.sha256())
+                                         : absl::FailedPreconditionError("no artifact store");
+      if (!size.ok() || *size != a.size_bytes()) {
+        status = BuildStatus::FAILED;
+        auto* ctx = p->add_contexts();
+        ctx->set_status_code("CLIENT_ERROR");
+        ctx->set_message(absl::StrCat("artifact ", a.identifier().empty() ? a.name() : a.identifier(),
+                                      " was not stored by the coordinator: ",
+                                      size.ok() ? "size mismatch" : size.status().ToString()));
+        continue;
+      }
+      *b.add_artifacts() = a;
+    }
+    if (status != BuildStatus::SUCCEEDED) EndPhase(p, status, options_.clock->NowUnixMillis());
+  }
   if (status != BuildStatus::SUCCEEDED) b.set_failing(true);
   kiln::v1::PhaseResult effective = r;
   effective.set_status(status);
@@ -525,6 +547,7 @@ absl::StatusOr<Build> BuildController::StartBuild(const kiln::v1::StartBuildRequ
     for (auto& e : env) *b.add_environment_variables() = e;
     *b.mutable_source() = project.source();
     if (trigger != nullptr) *b.mutable_webhook() = *trigger;
+    if (project.has_environment()) *b.mutable_environment() = project.environment();
     *b.mutable_agent_labels() = project.agent_labels();
     b.set_queue_seq(seq);
     b.set_failing(false);
@@ -832,23 +855,45 @@ void BuildController::AgentDisconnected(const std::string& agent_id, AgentConnec
 
 absl::StatusOr<kiln::v1::GetBuildParametersResponse> BuildController::GetBuildParameters(
     const kiln::v1::GetBuildParametersRequest& req) {
-  {
-    absl::MutexLock l(&mu_);
-    auto it = active_.find(req.build_id());
-    if (it == active_.end()) {
-      return absl::NotFoundError(absl::StrCat("build ", req.build_id(), " is not running"));
-    }
-    if (it->second.build.agent_id() != req.agent_id()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("build ", req.build_id(), " is not assigned to agent ", req.agent_id()));
-    }
-  }
+  KILN_RETURN_IF_ERROR(CheckBuildHeldBy(req.agent_id(), req.build_id()));
   KILN_ASSIGN_OR_RETURN(auto resolved, options_.params->Resolve(
       std::vector<std::string>(req.names().begin(), req.names().end())));
   kiln::v1::GetBuildParametersResponse resp;
   for (auto& p : resolved.parameters) *resp.add_parameters() = std::move(p);
   for (auto& n : resolved.missing) resp.add_missing(n);
   return resp;
+}
+
+absl::Status BuildController::CheckBuildHeldBy(const std::string& agent_id,
+                                               const std::string& build_id) {
+  absl::MutexLock l(&mu_);
+  auto it = active_.find(build_id);
+  if (it == active_.end()) {
+    return absl::NotFoundError(absl::StrCat("build ", build_id, " is not running"));
+  }
+  if (it->second.build.agent_id() != agent_id) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("build ", build_id, " is not assigned to agent ", agent_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kiln::v1::BuildArtifact> BuildController::FindArtifact(const std::string& build_id,
+                                                                      const std::string& name) {
+  KILN_ASSIGN_OR_RETURN(Build b, GetBuild(build_id));
+  std::vector<std::string> known;
+  for (const auto& a : b.artifacts()) {
+    if (name.empty() ? a.identifier().empty() : (a.identifier() == name || a.name() == name)) {
+      return a;
+    }
+    known.push_back(a.identifier().empty() ? absl::StrCat(a.name(), " (primary)") : a.identifier());
+  }
+  if (known.empty()) {
+    return absl::NotFoundError(absl::StrCat("build ", build_id, " has no artifacts"));
+  }
+  return absl::NotFoundError(absl::StrCat("build ", build_id, " has no artifact ",
+                                          name.empty() ? "(primary)" : name, "; it has ",
+                                          absl::StrJoin(known, ", ")));
 }
 
 std::vector<kiln::v1::AgentInfo> BuildController::ListAgents() {
@@ -874,7 +919,8 @@ void BuildController::Tick() {
     for (auto& [id, ab] : active_) {
       const Build& b = ab.build;
       if (b.current_phase() == BuildPhaseType::QUEUED) {
-        if (now - ab.queued_at_millis > int64_t{b.queued_timeout_in_minutes()} * 60000) {
+        if (now - ab.queued_at_millis >
+            int64_t{b.queued_timeout_in_minutes()} * options_.minute_millis) {
           queued_timeouts.push_back(id);
         }
         continue;
@@ -888,7 +934,8 @@ void BuildController::Tick() {
       for (const auto& p : b.phases()) {
         if (p.phase_type() == BuildPhaseType::PROVISIONING) provisioning_start = ToMillis(p.start_time());
       }
-      if (now - provisioning_start > int64_t{b.timeout_in_minutes()} * 60000 + 2 * options_.lease_millis) {
+      if (now - provisioning_start >
+          int64_t{b.timeout_in_minutes()} * options_.minute_millis + 2 * options_.lease_millis) {
         overdue.push_back(id);
       }
     }

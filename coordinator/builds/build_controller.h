@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "coordinator/artifacts/artifact_store.h"
 #include "coordinator/logs/log_store.h"
 #include "coordinator/params/parameter_store.h"
 #include "coordinator/scheduler/scheduler.h"
@@ -62,6 +63,12 @@ class BuildController {
     Store* store = nullptr;              // not owned; must outlive the controller
     LogStore* logs = nullptr;            // not owned
     ParameterStore* params = nullptr;    // not owned
+    // Where UploadArtifact puts blobs; results naming a blob it lacks are refused. Not owned; may be
+    // null (then artifact results are refused).
+    ArtifactStore* artifacts = nullptr;
+    // Length of one "minute" of timeout_in_minutes / queued_timeout_in_minutes, in milliseconds.
+    // 60000 except in tests (the e2e suites shorten it to exercise timeouts).
+    int64_t minute_millis = 60000;
     const common::Clock* clock = common::RealClock::Default();
     // Agents send a heartbeat this often (milliseconds).
     int64_t heartbeat_interval_millis = 2000;
@@ -123,6 +130,15 @@ class BuildController {
   absl::StatusOr<kiln::v1::GetBuildParametersResponse> GetBuildParameters(
       const kiln::v1::GetBuildParametersRequest& request);
   std::vector<kiln::v1::AgentInfo> ListAgents();
+  // OK if `build_id` is running on `agent_id` (the check behind GetBuildParameters and
+  // UploadArtifact). PermissionDenied if another agent holds it; NotFound if it is not running.
+  absl::Status CheckBuildHeldBy(const std::string& agent_id, const std::string& build_id);
+
+  // ---- artifacts ----
+  // The artifact of a build whose identifier or name is `name` ("" = the primary artifact).
+  // NotFound (no such build, or no such artifact: the message lists the build's artifacts).
+  absl::StatusOr<kiln::v1::BuildArtifact> FindArtifact(const std::string& build_id,
+                                                       const std::string& name);
 
   // ---- time ----
   // Expires leases, queued timeouts and overdue builds. Called periodically (about every 250 ms) by the

@@ -47,6 +47,7 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<RocksDbStore> store;
   std::unique_ptr<LogStore> logs;
   std::unique_ptr<ParameterStore> params;
+  std::unique_ptr<ArtifactStore> artifacts;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<KilnServiceImpl> kiln_service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -82,7 +83,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   KILN_ASSIGN_OR_RETURN(impl.logs, LogStore::Open(impl.store.get(), options.data_dir + "/logs"));
   KILN_ASSIGN_OR_RETURN(impl.params,
                         ParameterStore::Create(impl.store.get(), options.data_dir + "/secret.key"));
+  KILN_ASSIGN_OR_RETURN(impl.artifacts, ArtifactStore::Open(options.data_dir + "/artifacts",
+                                                            options.max_artifact_bytes));
   BuildController::Options copts;
+  copts.artifacts = impl.artifacts.get();
+  copts.minute_millis = options.minute_millis;
   copts.store = impl.store.get();
   copts.logs = impl.logs.get();
   copts.params = impl.params.get();
@@ -90,8 +95,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   copts.lease_millis = options.lease_millis;
   KILN_ASSIGN_OR_RETURN(s->controller_, BuildController::Create(copts));
 
-  impl.agent_service = std::make_unique<AgentServiceImpl>(s->controller_.get());
-  impl.kiln_service = std::make_unique<KilnServiceImpl>(s->controller_.get());
+  impl.agent_service =
+      std::make_unique<AgentServiceImpl>(s->controller_.get(), impl.artifacts.get());
+  impl.kiln_service = std::make_unique<KilnServiceImpl>(s->controller_.get(), impl.artifacts.get());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &s->grpc_port_);
   builder.RegisterService(impl.agent_service.get());

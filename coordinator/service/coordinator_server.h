@@ -38,6 +38,11 @@ class CoordinatorServer {
     int64_t tick_interval_millis = 250;
     // fsync every store write (power-loss durability) instead of relying on the OS page cache.
     bool sync_writes = false;
+    // Largest artifact zip accepted (bytes).
+    int64_t max_artifact_bytes = int64_t{8} << 30;
+    // Milliseconds per minute of build and queued timeouts (BuildController::Options::minute_millis);
+    // 60000 except in tests.
+    int64_t minute_millis = 60000;
   };
 
   // Opens the data directory (creating it) and starts serving. Errors: Unavailable (address in use),

@@ -1,9 +1,11 @@
 #include "coordinator/service/services.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -198,6 +200,115 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<kiln::v1::StreamB
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// UploadArtifact: header first, then data chunks written to the artifact store as they arrive.
+class UploadReactor final : public grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest> {
+ public:
+  UploadReactor(BuildController* controller, ArtifactStore* store, kiln::v1::UploadArtifactResponse* resp)
+      : controller_(controller), store_(store), resp_(resp) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the agent half-closed: the upload is complete
+      if (writer_ == nullptr) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no header"));
+      auto info = writer_->Commit();
+      if (!info.ok()) return Finish(ToGrpcStatus(info.status()));
+      kiln::v1::BuildArtifact* a = resp_->mutable_artifact();
+      a->set_identifier(header_.identifier());
+      a->set_name(header_.name());
+      a->set_file_count(header_.file_count());
+      a->set_sha256(info->sha256);
+      a->set_size_bytes(info->size_bytes);
+      return Finish(grpc::Status::OK);
+    }
+    if (writer_ == nullptr) {
+      if (in_.kind_case() != kiln::v1::UploadArtifactRequest::kHeader) {
+        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a header"));
+      }
+      header_ = in_.header();
+      absl::Status s = ValidateHeader();
+      if (s.ok()) s = controller_->CheckBuildHeldBy(header_.agent_id(), header_.build_id());
+      if (!s.ok()) return Finish(ToGrpcStatus(s));
+      if (store_ == nullptr) {
+        return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no artifact store"));
+      }
+      auto w = store_->NewWriter();
+      if (!w.ok()) return Finish(ToGrpcStatus(w.status()));
+      writer_ = *std::move(w);
+    } else {
+      if (in_.kind_case() != kiln::v1::UploadArtifactRequest::kData || in_.data().size() > (1u << 20)) {
+        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "after the header, only data messages of at most 1 MiB"));
+      }
+      absl::Status s = writer_->Append(in_.data());
+      if (!s.ok()) return Finish(ToGrpcStatus(s));
+    }
+    StartRead(&in_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status ValidateHeader() const {
+    const std::string& id = header_.identifier();
+    bool id_ok = id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+                   return absl::ascii_isalnum(c) || c == '_';
+                 });
+    if (!id_ok) return absl::InvalidArgumentError("identifier: expected [A-Za-z0-9_]{0,128}");
+    if (header_.name().size() > 1024) return absl::InvalidArgumentError("name: over 1024 bytes");
+    if (header_.file_count() < 0) return absl::InvalidArgumentError("file_count: negative");
+    return absl::OkStatus();
+  }
+
+  BuildController* const controller_;
+  ArtifactStore* const store_;
+  kiln::v1::UploadArtifactResponse* const resp_;
+  kiln::v1::UploadArtifactRequest in_;
+  kiln::v1::UploadArtifactHeader header_;
+  std::unique_ptr<ArtifactStore::Writer> writer_;
+};
+
+// GetArtifact: the artifact record, then its blob in 1 MiB chunks.
+class ArtifactReadReactor final : public grpc::ServerWriteReactor<kiln::v1::GetArtifactResponse> {
+ public:
+  ArtifactReadReactor(BuildController* controller, ArtifactStore* store,
+                      const kiln::v1::GetArtifactRequest& req) {
+    auto artifact = controller->FindArtifact(req.build_id(), req.name());
+    if (!artifact.ok()) {
+      Finish(ToGrpcStatus(artifact.status()));
+      return;
+    }
+    if (store == nullptr) {
+      Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no artifact store"));
+      return;
+    }
+    auto reader = store->OpenBlob(artifact->sha256());
+    if (!reader.ok()) {
+      Finish(ToGrpcStatus(reader.status()));
+      return;
+    }
+    reader_ = *std::move(reader);
+    *resp_.mutable_artifact() = *std::move(artifact);
+    StartWrite(&resp_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::CANCELLED);
+    auto data = reader_->Read(1 << 20);
+    if (!data.ok()) return Finish(ToGrpcStatus(data.status()));
+    if (data->empty()) return Finish(grpc::Status::OK);
+    resp_.Clear();
+    resp_.set_data(*std::move(data));
+    StartWrite(&resp_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  std::unique_ptr<ArtifactStore::Reader> reader_;
+  kiln::v1::GetArtifactResponse resp_;
+};
+
 template <typename T, typename F>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result, F fill) {
   auto* reactor = ctx->DefaultReactor();
@@ -213,6 +324,16 @@ grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, absl::StatusOr
 grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
   return new AgentSession(controller_);
+}
+
+grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest>* AgentServiceImpl::UploadArtifact(
+    grpc::CallbackServerContext* ctx, kiln::v1::UploadArtifactResponse* resp) {
+  return new UploadReactor(controller_, artifacts_, resp);
+}
+
+grpc::ServerWriteReactor<kiln::v1::GetArtifactResponse>* KilnServiceImpl::GetArtifact(
+    grpc::CallbackServerContext* ctx, const kiln::v1::GetArtifactRequest* req) {
+  return new ArtifactReadReactor(controller_, artifacts_, *req);
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::GetBuildParameters(

@@ -7,6 +7,7 @@
 #ifndef KILN_COORDINATOR_SERVICE_SERVICES_H_
 #define KILN_COORDINATOR_SERVICE_SERVICES_H_
 
+#include "coordinator/artifacts/artifact_store.h"
 #include "coordinator/builds/build_controller.h"
 #include "kiln/v1/agent.grpc.pb.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -16,21 +17,27 @@ namespace kiln::coordinator {
 // kiln.v1.AgentService. `controller` must outlive the service and the server it is registered with.
 class AgentServiceImpl final : public kiln::v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(BuildController* controller) : controller_(controller) {}
+  // `artifacts` (may be null: uploads fail) must outlive the service too.
+  AgentServiceImpl(BuildController* controller, ArtifactStore* artifacts)
+      : controller_(controller), artifacts_(artifacts) {}
   grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetBuildParameters(grpc::CallbackServerContext* context,
                                                const kiln::v1::GetBuildParametersRequest* request,
                                                kiln::v1::GetBuildParametersResponse* response) override;
+  grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest>* UploadArtifact(
+      grpc::CallbackServerContext* context, kiln::v1::UploadArtifactResponse* response) override;
 
  private:
   BuildController* controller_;
+  ArtifactStore* artifacts_;
 };
 
 // kiln.v1.KilnService. `controller` must outlive the service and the server it is registered with.
 class KilnServiceImpl final : public kiln::v1::KilnService::CallbackService {
  public:
-  explicit KilnServiceImpl(BuildController* controller) : controller_(controller) {}
+  KilnServiceImpl(BuildController* controller, ArtifactStore* artifacts)
+      : controller_(controller), artifacts_(artifacts) {}
   grpc::ServerUnaryReactor* PutProject(grpc::CallbackServerContext*, const kiln::v1::PutProjectRequest*,
                                        kiln::v1::PutProjectResponse*) override;
   grpc::ServerUnaryReactor* ListProjects(grpc::CallbackServerContext*, const kiln::v1::ListProjectsRequest*,
@@ -53,9 +60,12 @@ class KilnServiceImpl final : public kiln::v1::KilnService::CallbackService {
                                            kiln::v1::ListParametersResponse*) override;
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext*, const kiln::v1::ListAgentsRequest*,
                                        kiln::v1::ListAgentsResponse*) override;
+  grpc::ServerWriteReactor<kiln::v1::GetArtifactResponse>* GetArtifact(
+      grpc::CallbackServerContext*, const kiln::v1::GetArtifactRequest*) override;
 
  private:
   BuildController* controller_;
+  ArtifactStore* artifacts_;
 };
 
 }  // namespace kiln::coordinator

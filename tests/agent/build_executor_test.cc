@@ -1,6 +1,11 @@
 #include "agent/executor/build_executor.h"
 
+#include <pwd.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include <filesystem>
 #include <string>
@@ -816,4 +821,134 @@ phases:
 }
 
 }  // namespace
+// ---- run-as (reference §1.3) and environment.image ----
+
+// The agent runs as root in CI; run-as tests need root and the `nobody` user.
+bool CanRunAsNobody() { return geteuid() == 0 && getpwnam("nobody") != nullptr; }
+
+TEST_F(BuildExecutorTest, RunAsRunsCommandsAsTheUserAndAPhaseRunAsWins) {
+  if (!CanRunAsNobody()) GTEST_SKIP() << "needs root and the nobody user";
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms::owner_all |
+                                                std::filesystem::perms::others_exec);
+  PrepareOk(R"yaml(version: 0.2
+run-as: nobody
+phases:
+  install:
+    run-as: root
+    commands:
+      - echo "install=$(id -un)"
+      - echo one > made-by-root
+      - export CARRIED=yes
+  build:
+    commands:
+      - echo "build=$(id -un) carried=$CARRIED"
+      - echo two >> made-by-root && echo appended
+)yaml");
+  EXPECT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("install=root\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("build=nobody carried=yes\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("appended\n"));
+  EXPECT_EQ(testing::ReadFileOrEmpty(executor_->source_dir() + "/made-by-root"), "one\ntwo\n");
+}
+
+TEST_F(BuildExecutorTest, RunAsAnUnknownUserFailsDownloadSourceNamingIt) {
+  const PhaseResult r =
+      Prepare("version: 0.2\nphases:\n  build:\n    run-as: no-such-user-kiln\n    commands: [id]\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "YAML_FILE_ERROR");
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("run-as: user 'no-such-user-kiln' does not exist"));
+}
+
+// Container tests need a Docker engine and the local python:3.11-slim image (tools/dev/setup.sh
+// makes both). Under CI=true their absence is a failure, not a skip.
+bool DockerImageAvailable() {
+  return std::system("docker image inspect python:3.11-slim >/dev/null 2>&1") == 0;
+}
+#define REQUIRE_DOCKER()                                                                \
+  do {                                                                                  \
+    if (!DockerImageAvailable()) {                                                      \
+      if (getenv("CI") != nullptr && std::string(getenv("CI")) == "true")               \
+        FAIL() << "CI=true but no Docker engine with python:3.11-slim";                 \
+      GTEST_SKIP() << "no Docker engine with python:3.11-slim (run tools/dev/setup.sh)"; \
+    }                                                                                   \
+  } while (0)
+
+int ContainersOfBuild(const std::string& build_id) {
+  FILE* p = popen(("docker ps -aq --filter label=kiln.build-id=" + build_id + " | wc -l").c_str(), "r");
+  int n = -1;
+  if (p != nullptr) {
+    if (fscanf(p, "%d", &n) != 1) n = -1;
+    pclose(p);
+  }
+  return n;
+}
+
+TEST_F(BuildExecutorTest, EnvironmentImageRunsThePhasesInAContainerWithTheWorkspaceMounted) {
+  REQUIRE_DOCKER();
+  job_.mutable_environment()->set_image("python:3.11-slim");
+  PrepareOk(R"yaml(version: 0.2
+env:
+  variables:
+    GREETING: "hello $HOME"
+phases:
+  install:
+    commands:
+      - test -f /.dockerenv && echo in-container
+      - cd sub 2>/dev/null || mkdir sub && cd sub
+      - export CARRIED=yes
+      - python3 -c 'print("python ok")'
+  build:
+    commands:
+      - echo "pwd=$(pwd) carried=$CARRIED greeting=$GREETING src=$CODEBUILD_SRC_DIR"
+      - echo made > made-inside
+      - test -S /var/run/docker.sock && echo socket || echo no-socket
+)yaml");
+  EXPECT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  const std::string src = executor_->source_dir();
+  EXPECT_THAT(UserOutput(), HasSubstr("in-container\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("python ok\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("pwd=" + src + "/sub carried=yes greeting=hello $HOME src=" +
+                                      src + "\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("no-socket\n"));
+  EXPECT_EQ(testing::ReadFileOrEmpty(src + "/sub/made-inside"), "made\n");
+  EXPECT_THAT(Output(), HasSubstr("Starting build container kiln-"));
+  EXPECT_EQ(ContainersOfBuild(job_.build_id()), 1);
+  EXPECT_EQ(Run(FINALIZING).status(), BuildStatus::SUCCEEDED);
+  EXPECT_EQ(ContainersOfBuild(job_.build_id()), 0);
+}
+
+TEST_F(BuildExecutorTest, PrivilegedModeMountsTheHostDockerSocket) {
+  REQUIRE_DOCKER();
+  job_.mutable_environment()->set_image("python:3.11-slim");
+  job_.mutable_environment()->set_privileged_mode(true);
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n"
+            "      - test -S /var/run/docker.sock && echo socket\n");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("socket\n"));
+}
+
+TEST_F(BuildExecutorTest, StopRemovesTheBuildContainerAndItsProcesses) {
+  REQUIRE_DOCKER();
+  job_.mutable_environment()->set_image("python:3.11-slim");
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - echo started; sleep 1000
+)yaml");
+  wait_for_ = "started\n";
+  PhaseResult r;
+  std::thread runner([&] { r = Run(BUILD); });
+  seen_.WaitForNotification();
+  const absl::Time start = absl::Now();
+  executor_->Stop(BuildStatus::STOPPED, "Stopped by user alice");
+  runner.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(r.status(), BuildStatus::STOPPED);
+  EXPECT_EQ(ContainersOfBuild(job_.build_id()), 0);
+}
+
 }  // namespace kiln::agent

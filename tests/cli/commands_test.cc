@@ -88,6 +88,36 @@ std::vector<v1::StreamBuildLogsResponse> LogScript(const std::string& id, BuildS
   return script;
 }
 
+// A finished build with a primary and a secondary artifact, a FAILED and an INCOMPLETE report.
+Build BuildWithOutputs() {
+  Build b = MakeBuild("app:outputs", BuildStatus::FAILED,
+                      {Phase(BuildPhaseType::BUILD, BuildStatus::SUCCEEDED, 2000)});
+  v1::BuildArtifact* primary = b.add_artifacts();
+  primary->set_name("app");
+  primary->set_sha256("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  primary->set_size_bytes(20480);
+  primary->set_file_count(3);
+  v1::BuildArtifact* docs = b.add_artifacts();
+  docs->set_identifier("docs");
+  docs->set_name("site");
+  docs->set_sha256("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+  docs->set_size_bytes(512);
+  docs->set_file_count(1);
+  v1::TestReport* unit = b.add_reports();
+  unit->set_name("app-unit");
+  unit->set_status("FAILED");
+  unit->set_total(12);
+  unit->set_passed(9);
+  unit->set_failed(2);
+  unit->set_skipped(1);
+  unit->set_message("not shown unless INCOMPLETE");
+  v1::TestReport* lint = b.add_reports();
+  lint->set_name("app-lint");
+  lint->set_status("INCOMPLETE");
+  lint->set_message("reports/lint.xml:3:1: Start-end tags mismatch");
+  return b;
+}
+
 // Canned answers; records what it was asked.
 class FakeKiln final : public v1::KilnService::Service {
  public:
@@ -128,6 +158,10 @@ class FakeKiln final : public v1::KilnService::Service {
   }
   grpc::Status GetBuild(grpc::ServerContext*, const v1::GetBuildRequest* req,
                         v1::GetBuildResponse* resp) override {
+    if (req->id() == "app:outputs") {
+      *resp->mutable_build() = BuildWithOutputs();
+      return grpc::Status::OK;
+    }
     if (req->id() != "app:fail") return grpc::Status(grpc::StatusCode::NOT_FOUND, "build " + req->id() + " not found");
     *resp->mutable_build() = LogScript("app:fail", BuildStatus::FAILED).back().build();
     return grpc::Status::OK;
@@ -383,6 +417,24 @@ TEST_F(CliTest, BuildGetSummaryShowsPhasesAndContexts) {
   EXPECT_THAT(text, ContainsRegex("\n  PRE_BUILD +SUCCEEDED +1\\.2s\n"));
   EXPECT_THAT(text, ContainsRegex(
                         "\n  BUILD +FAILED +2\\.0s +COMMAND_EXECUTION_ERROR: Error while executing command: make\n"));
+  EXPECT_THAT(text, Not(HasSubstr("Artifacts:")));
+  EXPECT_THAT(text, Not(HasSubstr("Reports:")));
+}
+
+TEST_F(CliTest, BuildGetSummaryShowsArtifactsAndReportsAfterPhases) {
+  BuildGetOptions opts;
+  opts.build_id = "app:outputs";
+  EXPECT_EQ(BuildGet(*stub_, opts, out_, err_), 0) << err_.str();
+  const std::string text = out_.str();
+  EXPECT_THAT(text, HasSubstr("  BUILD  SUCCEEDED  2.0s\n"
+                              "Artifacts:\n"
+                              "  (primary)  app   0123456789ab  20480 bytes  3 files\n"
+                              "  docs       site  fedcba987654  512 bytes    1 file\n"
+                              "Reports:\n"
+                              "  app-unit  FAILED      12 total, 9 passed, 2 failed, 1 skipped\n"
+                              "  app-lint  INCOMPLETE  0 total, 0 passed, 0 failed, 0 skipped   "
+                              "reports/lint.xml:3:1: Start-end tags mismatch\n"));
+  EXPECT_THAT(text, Not(HasSubstr("not shown unless INCOMPLETE")));
 }
 
 TEST_F(CliTest, BuildListShowsShortShaAndDuration) {

@@ -266,6 +266,37 @@ int BuildStart(Stub& stub, const BuildStartOptions& opts, std::ostream& out, std
   return BuildLogs(stub, logs, out, err);
 }
 
+namespace {
+
+// BuildGet's "Artifacts:" and "Reports:" sections, each printed only when the build has some:
+//   "  (primary)  app  0123456789ab  2048 bytes  3 files"
+//   "  app-unit  FAILED  12 total, 9 passed, 2 failed, 1 skipped"   (+ the message if INCOMPLETE)
+void PrintArtifactsAndReports(const Build& b, std::ostream& out) {
+  if (!b.artifacts().empty()) {
+    out << "Artifacts:\n";
+    std::vector<Row> rows;
+    for (const kiln::v1::BuildArtifact& a : b.artifacts()) {
+      rows.push_back({a.identifier().empty() ? "(primary)" : a.identifier(), a.name(),
+                      a.sha256().substr(0, 12), absl::StrCat(a.size_bytes(), " bytes"),
+                      absl::StrCat(a.file_count(), a.file_count() == 1 ? " file" : " files")});
+    }
+    PrintTable(rows, out, "  ");
+  }
+  if (!b.reports().empty()) {
+    out << "Reports:\n";
+    std::vector<Row> rows;
+    for (const kiln::v1::TestReport& r : b.reports()) {
+      rows.push_back({r.name(), r.status(),
+                      absl::StrFormat("%d total, %d passed, %d failed, %d skipped", r.total(),
+                                      r.passed(), r.failed(), r.skipped()),
+                      r.status() == "INCOMPLETE" ? r.message() : ""});
+    }
+    PrintTable(rows, out, "  ");
+  }
+}
+
+}  // namespace
+
 int BuildGet(Stub& stub, const BuildGetOptions& opts, std::ostream& out, std::ostream& err) {
   kiln::v1::GetBuildRequest req;
   req.set_id(opts.build_id);
@@ -310,6 +341,7 @@ int BuildGet(Stub& stub, const BuildGetOptions& opts, std::ostream& out, std::os
                       ended ? FormatDuration(PhaseMillis(p)) : "-", ContextText(p)});
   }
   PrintTable(phases, out, "  ");
+  PrintArtifactsAndReports(b, out);
   if (!b.exported_variables().empty()) {
     out << "Exported variables:\n";
     std::vector<Row> vars;
