@@ -86,11 +86,13 @@ AgentMessage FaultResult(const kiln::v1::RunPhase& rp, const std::string& messag
 
 }  // namespace
 
-RunnerFactory ExecutorRunnerFactory(const std::string& work_dir) {
-  return [work_dir](const kiln::v1::BuildJob& job,
-                    RunnerContext ctx) -> absl::StatusOr<std::unique_ptr<BuildRunner>> {
+RunnerFactory ExecutorRunnerFactory(const std::string& work_dir,
+                                    std::shared_ptr<LocalCache> cache) {
+  return [work_dir, cache](const kiln::v1::BuildJob& job,
+                           RunnerContext ctx) -> absl::StatusOr<std::unique_ptr<BuildRunner>> {
     BuildExecutor::Options o;
     o.work_dir = work_dir;
+    o.cache = cache.get();
     o.output = std::move(ctx.output);
     o.resolve_parameters = std::move(ctx.resolve_parameters);
     o.upload_artifact = std::move(ctx.upload_artifact);
@@ -558,7 +560,11 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(Options options
     impl->labels[k] = v;
   }
   if (!options.runner_factory) {
-    options.runner_factory = ExecutorRunnerFactory(options.work_dir);
+    auto cache = std::make_shared<LocalCache>(options.work_dir + "/cache");
+    options.runner_factory = ExecutorRunnerFactory(options.work_dir, cache);
+    if (!options.warm_cache_projects) {
+      options.warm_cache_projects = [cache] { return cache->WarmProjects(); };
+    }
     // A previous agent process may have died with builds running: their leases end them on the
     // coordinator; here their leftover processes and workspaces go.
     if (int n = KillLeftoverSessions(options.work_dir + "/builds"); n > 0) {

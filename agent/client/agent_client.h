@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/artifacts/local_cache.h"
 #include "kiln/v1/agent.pb.h"
 
 namespace kiln::agent {
@@ -50,8 +51,10 @@ struct RunnerContext {
 using RunnerFactory = std::function<absl::StatusOr<std::unique_ptr<BuildRunner>>(
     const kiln::v1::BuildJob& job, RunnerContext context)>;
 
-// The real runner factory: BuildExecutor with workspaces under `work_dir`.
-RunnerFactory ExecutorRunnerFactory(const std::string& work_dir);
+// The real runner factory: BuildExecutor with workspaces under `work_dir` and the buildspec cache
+// in `cache` (null: no cache).
+RunnerFactory ExecutorRunnerFactory(const std::string& work_dir,
+                                    std::shared_ptr<LocalCache> cache = nullptr);
 
 class AgentClient {
  public:

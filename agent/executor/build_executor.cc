@@ -16,12 +16,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/artifacts/artifact_files.h"
+#include "agent/artifacts/zip_writer.h"
 #include "agent/executor/container.h"
 #include "agent/executor/git_checkout.h"
 #include "agent/executor/on_failure.h"
 #include "agent/executor/process_tree.h"
+#include "agent/reports/junit_report.h"
 #include "common/ids.h"
-#include "yaml-cpp/yaml.h"
 
 extern char** environ;
 
@@ -215,19 +217,19 @@ PhaseResult BuildExecutor::RunPhase(BuildPhaseType::Value phase, bool build_succ
         outcome = DownloadSource(&result);
         break;
       case BuildPhaseType::INSTALL:
+        RestoreCache();
+        outcome = RunCommandPhase(phase, build_succeeding);
+        break;
       case BuildPhaseType::PRE_BUILD:
       case BuildPhaseType::BUILD:
       case BuildPhaseType::POST_BUILD:
         outcome = RunCommandPhase(phase, build_succeeding);
         break;
       case BuildPhaseType::UPLOAD_ARTIFACTS:
-        if (has_artifacts_) {
-          Log("Warning: the buildspec has artifacts, but Kiln does not upload artifacts yet; "
-              "skipping");
-        }
+        outcome = UploadArtifacts(&result);
         break;
       case BuildPhaseType::FINALIZING:
-        outcome = Finalize(&result);
+        outcome = Finalize(&result, build_succeeding);
         break;
       default:
         outcome = Outcome::Of(BuildStatus::FAULT, kAgentError,
@@ -319,12 +321,6 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
                          absl::StrCat(rel, ": run-as: user '", user,
                                       "' needs the agent to run as root"));
     }
-  }
-  try {
-    const YAML::Node root = YAML::Load(*text);
-    has_artifacts_ = root.IsMap() && root["artifacts"].IsDefined();
-  } catch (const YAML::Exception&) {
-    has_artifacts_ = false;  // cannot happen: the parser accepted the text
   }
 
   Outcome env = BuildEnvironment(*spec, requested, *commit);
@@ -486,7 +482,147 @@ BuildExecutor::Outcome BuildExecutor::RunCommandPhase(BuildPhaseType::Value phas
   }
 }
 
-BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result) {
+std::string BuildExecutor::Evaluate(const std::string& text, const std::string& what) {
+  const std::string file = absl::StrCat(tmp_dir_, "/evaluated");
+  std::error_code ec;
+  fs::remove(file, ec);
+  // An unquoted here-document expands like a double-quoted string. codebuild-hash-files (§1.11)
+  // is defined for bash: the SHA-256 of the named files' contents, in order.
+  std::string command;
+  if (shell_path_ == "/bin/bash") {
+    command =
+        "codebuild-hash-files() { cat -- \"$@\" 2>/dev/null | sha256sum | cut -d' ' -f1; }\n";
+  }
+  absl::StrAppend(&command, "__kiln_v=$(cat <<__KILN_EVAL_", nonce_, "\n", text, "\n__KILN_EVAL_",
+                  nonce_, "\n) && printf '%s' \"$__kiln_v\" >", ShellQuote(file),
+                  "; unset __kiln_v");
+  const CommandRun r = RunCommand(command, true);
+  std::optional<std::string> value =
+      r.kind == CommandRun::kDone && r.exit_status == 0 ? ReadFile(file, 4096) : std::nullopt;
+  if (!value.has_value()) {
+    Log(absl::StrCat("Warning: could not evaluate ", what, " '", text, "'; using it as written"));
+    return text;
+  }
+  return *value;
+}
+
+void BuildExecutor::RestoreCache() {
+  if (!spec_.has_value() || !spec_->cache.has_value() || CheckStopped()) return;
+  if (options_.cache == nullptr) {
+    Log("Warning: this agent keeps no cache; cache.paths are not restored or saved");
+    return;
+  }
+  common::BuildspecCache c = *spec_->cache;
+  if (!container_.empty()) {
+    const auto absolute = [](const std::string& p) { return !p.empty() && p[0] == '/'; };
+    if (std::any_of(c.paths.begin(), c.paths.end(), absolute)) {
+      Log("Warning: absolute cache paths of a build container are not cached (only paths under "
+          "CODEBUILD_SRC_DIR)");
+      std::erase_if(c.paths, absolute);
+    }
+    if (c.paths.empty()) return;
+  }
+  if (!c.key.empty()) c.key = Evaluate(c.key, "cache.key");
+  for (std::string& k : c.fallback_keys) k = Evaluate(k, "cache.fallback-keys");
+  cache_spec_ = c;
+  absl::StatusOr<CacheRestoreResult> r = options_.cache->Restore(job_.project_name(), c, src_dir_);
+  if (!r.ok()) {
+    Log(absl::StrCat("Warning: cache restore failed: ", r.status().message()));
+    return;
+  }
+  // Restored files belong to the agent's user; the next shell of a run-as user re-owns the workspace
+  // (PrepareShellUser).
+  for (const std::string& line : r->log_lines) Log(line);
+  if (!workspace_user_.empty()) workspace_user_ = "(restored)";
+}
+
+void BuildExecutor::CollectReports(PhaseResult* result) {
+  for (const common::BuildspecReportGroup& g : spec_->reports) {
+    common::BuildspecArtifacts sel;
+    sel.files = g.files;
+    sel.base_directory = g.base_directory;
+    sel.discard_paths = g.discard_paths;
+    std::vector<ReportFileInput> inputs;
+    absl::StatusOr<ArtifactSelection> files = SelectArtifactFiles(src_dir_, sel);
+    if (files.ok()) {
+      for (const ArtifactFile& f : files->files) {
+        std::optional<std::string> text = ReadFile(f.source_path, 64 << 20);
+        ReportFileInput in{f.zip_path, absl::NotFoundError("cannot read the file")};
+        if (text.has_value() && text->size() <= (64u << 20)) in.contents = *std::move(text);
+        if (text.has_value() && text->size() > (64u << 20)) {
+          in.contents = absl::ResourceExhaustedError("file is larger than 64 MiB");
+        }
+        inputs.push_back(std::move(in));
+      }
+    }
+    kiln::v1::TestReport report = BuildTestReport(job_.project_name(), g, inputs);
+    Log(absl::StrCat("Report ", report.name(), ": ", report.status(), ", ", report.total(),
+                     " test cases, ", report.passed(), " passed, ", report.failed(), " failed, ",
+                     report.skipped(), " skipped",
+                     report.message().empty() ? "" : absl::StrCat(" (", report.message(), ")")));
+    *result->add_reports() = std::move(report);
+  }
+}
+
+BuildExecutor::Outcome BuildExecutor::UploadArtifacts(PhaseResult* result) {
+  if (!spec_.has_value()) return {};
+  if (!spec_->reports.empty()) CollectReports(result);
+  std::vector<const common::BuildspecArtifacts*> sets;
+  if (spec_->artifacts.has_value()) sets.push_back(&*spec_->artifacts);
+  for (const auto& a : spec_->secondary_artifacts) sets.push_back(&a);
+  for (const common::BuildspecArtifacts* a : sets) {
+    if (CheckStopped()) return StopOutcome();
+    const std::string label = a->identifier.empty() ? "artifacts" : a->identifier;
+    std::vector<std::string> error_log;
+    absl::StatusOr<ArtifactSelection> files = SelectArtifactFiles(src_dir_, *a, &error_log);
+    for (const std::string& line : files.ok() ? files->log_lines : error_log) Log(line);
+    if (!files.ok()) {
+      return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR",
+                         absl::StrCat(files.status().message(), " (", label, ")"));
+    }
+    std::string name = a->name.empty()
+                           ? (a->identifier.empty() ? job_.project_name() : a->identifier)
+                           : Evaluate(a->name, absl::StrCat(label, ".name"));
+    const std::string zip = absl::StrCat(tmp_dir_, "/artifact-", a->identifier, ".zip");
+    absl::StatusOr<ZipInfo> info = WriteZip(files->files, zip);
+    if (!info.ok()) {
+      return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR",
+                         absl::StrCat("packing ", label, ": ", info.status().message()));
+    }
+    if (!options_.upload_artifact) {
+      return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR",
+                         "this agent cannot upload artifacts (no coordinator connection)");
+    }
+    kiln::v1::UploadArtifactHeader header;
+    header.set_identifier(a->identifier);
+    header.set_name(name);
+    header.set_file_count(info->file_count);
+    absl::StatusOr<kiln::v1::BuildArtifact> uploaded = options_.upload_artifact(header, zip);
+    std::error_code ec;
+    fs::remove(zip, ec);
+    if (!uploaded.ok()) {
+      return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR",
+                         absl::StrCat("uploading ", label, " failed: ", uploaded.status().ToString()));
+    }
+    Log(absl::StrCat("Uploaded ", label, " '", uploaded->name(), "': ", uploaded->file_count(),
+                     " file(s), ", uploaded->size_bytes(), " bytes, sha256 ", uploaded->sha256()));
+    *result->add_artifacts() = *std::move(uploaded);
+  }
+  return {};
+}
+
+BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result, bool build_succeeding) {
+  // §1.11: the cache is saved after a successful build.
+  if (cache_spec_.has_value() && build_succeeding && !CheckStopped()) {
+    absl::StatusOr<CacheSaveResult> r =
+        options_.cache->Save(job_.project_name(), *cache_spec_, src_dir_);
+    if (r.ok()) {
+      for (const std::string& line : r->log_lines) Log(line);
+      result->set_cache_saved(r->saved);
+    } else {
+      Log(absl::StrCat("Warning: cache save failed: ", r.status().message()));
+    }
+  }
   if (spec_.has_value() && !spec_->exported_variables.empty() && !CheckStopped()) {
     // Parameter-store values are never exported (reference §1.4): the buildspec's own are refused by
     // the parser; the project's are skipped here.

@@ -53,6 +53,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/artifacts/local_cache.h"
 #include "agent/executor/output_masker.h"
 #include "agent/executor/shell_session.h"
 #include "common/buildspec.h"
@@ -85,6 +86,9 @@ class BuildExecutor {
     std::function<absl::StatusOr<kiln::v1::BuildArtifact>(kiln::v1::UploadArtifactHeader header,
                                                           const std::string& zip_path)>
         upload_artifact;
+    // The agent's buildspec cache (§1.11). Null: `cache` sections are ignored with a warning. Not
+    // owned; shared by the agent's builds; must outlive the executor.
+    LocalCache* cache = nullptr;
   };
 
   // Creates the workspace (replacing a leftover one of the same build) and starts the timeout.
@@ -123,7 +127,13 @@ class BuildExecutor {
   Outcome BuildEnvironment(const common::Buildspec& spec, const std::string& requested,
                            const std::string& commit);
   Outcome RunCommandPhase(kiln::v1::BuildPhaseType::Value phase, bool build_succeeding);
-  Outcome Finalize(kiln::v1::PhaseResult* result);
+  Outcome Finalize(kiln::v1::PhaseResult* result, bool build_succeeding);
+  Outcome UploadArtifacts(kiln::v1::PhaseResult* result);
+  // Evaluates `text` with the build's shell as the inside of a double-quoted string ($VAR and
+  // $(command) expand). Empty on failure.
+  std::string Evaluate(const std::string& text, const std::string& what);
+  void RestoreCache();
+  void CollectReports(kiln::v1::PhaseResult* result);
   Outcome StopOutcome();
   // Runs one command (0.2: in the persistent shell; 0.1: in a fresh one). `internal` commands are
   // Kiln's own (not logged).
@@ -154,7 +164,7 @@ class BuildExecutor {
   OutputMasker masker_;
   bool at_line_start_ = true;
   std::optional<common::Buildspec> spec_;
-  bool has_artifacts_ = false;
+  std::optional<common::BuildspecCache> cache_spec_;  // keys evaluated before INSTALL
   std::vector<std::string> initial_env_;  // NAME=value
   std::string shell_path_;
   // environment.image builds: the container's name ("" for host builds) and whether it runs.

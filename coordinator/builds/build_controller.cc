@@ -375,6 +375,7 @@ void BuildController::ApplyPhaseResultLocked(const std::string& agent_id,
   *p->mutable_contexts() = r.contexts();
   if (!r.resolved_source_version().empty()) b.set_resolved_source_version(r.resolved_source_version());
   for (const auto& [k, v] : r.exported_variables()) (*b.mutable_exported_variables())[k] = v;
+  if (r.cache_saved()) scheduler_.AddWarmProject(agent_id, b.project_name());
   if (r.phase() == BuildPhaseType::UPLOAD_ARTIFACTS) {
     *b.mutable_reports() = r.reports();
     for (const auto& a : r.artifacts()) {
@@ -755,6 +756,8 @@ absl::Status BuildController::AgentConnected(const kiln::v1::AgentHello& hello, 
       conn->Send(release);
     }
     scheduler_.AddAgent(id, Labels(hello.labels().begin(), hello.labels().end()), hello.slots());
+    scheduler_.SetWarmProjects(id, std::set<std::string>(hello.warm_cache_projects().begin(),
+                                                         hello.warm_cache_projects().end()));
     KILN_LOG(INFO) << "agent " << id << " connected (" << hello.slots() << " slots, "
                    << hello.held_builds_size() << " held builds)";
     ScheduleLocked();

@@ -79,6 +79,7 @@ int Scheduler::FreeSlots() const {
 
 const std::string* Scheduler::PickAgent(const QueuedBuild& b, const ProjectQueue& pq) const {
   const std::string* best = nullptr;
+  const std::string* last = nullptr;
   int best_free = -1;
   for (const auto& [id, a] : agents_) {
     int free = a.slots - a.running;
@@ -88,13 +89,24 @@ const std::string* Scheduler::PickAgent(const QueuedBuild& b, const ProjectQueue
       return l != a.labels.end() && l->second == kv.second;
     });
     if (!match) continue;
-    if (id == pq.last_agent) return &id;  // warm caches win
+    if (a.warm_projects.count(b.project)) return &id;  // holds the project's buildspec cache
+    if (id == pq.last_agent) last = &id;                // built it last: Docker layers, workspace
     if (free > best_free) {
       best = &id;
       best_free = free;
     }
   }
-  return best;
+  return last != nullptr ? last : best;
+}
+
+void Scheduler::SetWarmProjects(const std::string& agent_id, std::set<std::string> projects) {
+  auto it = agents_.find(agent_id);
+  if (it != agents_.end()) it->second.warm_projects = std::move(projects);
+}
+
+void Scheduler::AddWarmProject(const std::string& agent_id, const std::string& project) {
+  auto it = agents_.find(agent_id);
+  if (it != agents_.end()) it->second.warm_projects.insert(project);
 }
 
 std::vector<Assignment> Scheduler::Schedule() {

@@ -6,8 +6,9 @@
 //  - a project never has more than its concurrent-build limit running (0 = no limit); a project whose
 //    head build cannot run yet is skipped, not blocking other projects (FIFO holds within a project);
 //  - fleet capacity = the connected agents' free slots;
-//  - routing: the agent must carry every required label; among those, prefer the agent that last ran a
-//    build of the same project (warm caches), then the one with the most free slots.
+//  - routing: the agent must carry every required label; among those, prefer an agent that holds
+//    the project's buildspec cache (warm cache), then the agent that last ran a build of the
+//    project (Docker layers), then the one with the most free slots.
 //
 // Not thread-safe: the owner serialises calls (the build controller holds its mutex).
 #ifndef KILN_COORDINATOR_SCHEDULER_SCHEDULER_H_
@@ -55,6 +56,11 @@ class Scheduler {
   // Release(); they no longer use fleet capacity.
   void RemoveAgent(const std::string& agent_id);
   bool HasAgent(const std::string& agent_id) const { return agents_.count(agent_id) > 0; }
+  // Projects whose buildspec cache the agent holds (AgentHello.warm_cache_projects). No-op for an
+  // unknown agent.
+  void SetWarmProjects(const std::string& agent_id, std::set<std::string> projects);
+  // The agent saved `project`'s cache (PhaseResult.cache_saved).
+  void AddWarmProject(const std::string& agent_id, const std::string& project);
 
   // Adds a build to its project's queue, in queue_seq order (a requeued build goes back to its place).
   void Enqueue(QueuedBuild build);
@@ -88,6 +94,7 @@ class Scheduler {
     Labels labels;
     int slots = 0;
     int running = 0;
+    std::set<std::string> warm_projects;
   };
   struct Running {
     std::string project;

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -949,6 +950,163 @@ phases:
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(r.status(), BuildStatus::STOPPED);
   EXPECT_EQ(ContainersOfBuild(job_.build_id()), 0);
+}
+
+// ---- artifacts (§1.10), reports (§1.9), cache (§1.11) ----
+
+std::string ZipMembers(const std::string& zip) {
+  std::string out;
+  FILE* p = popen(("unzip -Z1 " + zip).c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  while (fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  pclose(p);
+  return out;
+}
+
+class ArtifactExecutorTest : public BuildExecutorTest {
+ protected:
+  void SetUp() override {
+    BuildExecutorTest::SetUp();
+    options_.upload_artifact = [this](kiln::v1::UploadArtifactHeader h, const std::string& zip) {
+      headers_.push_back(h);
+      const std::string copy = absl::StrCat(dir_.path(), "/uploaded-", headers_.size(), ".zip");
+      std::filesystem::copy_file(zip, copy);
+      uploaded_.push_back(copy);
+      if (!upload_error_.ok()) return absl::StatusOr<kiln::v1::BuildArtifact>(upload_error_);
+      kiln::v1::BuildArtifact a;
+      a.set_identifier(h.identifier());
+      a.set_name(h.name());
+      a.set_file_count(h.file_count());
+      a.set_sha256(std::string(64, 'a'));
+      a.set_size_bytes(static_cast<int64_t>(std::filesystem::file_size(zip)));
+      return absl::StatusOr<kiln::v1::BuildArtifact>(a);
+    };
+  }
+  std::vector<kiln::v1::UploadArtifactHeader> headers_;
+  std::vector<std::string> uploaded_;
+  absl::Status upload_error_;
+};
+
+TEST_F(ArtifactExecutorTest, ArtifactPathsAreRelativeToTheSourceDirNotTheCwdAndZippedAndUploaded) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p dist/sub docs && echo a > dist/a.txt && echo b > dist/sub/b.txt && echo d > docs/d.md
+      - cd docs
+artifacts:
+  files: ['**/*']
+  base-directory: dist
+  name: app-$CODEBUILD_BUILD_NUMBER
+  secondary-artifacts:
+    docs:
+      files: [docs/*.md]
+      discard-paths: yes
+)yaml");
+  ASSERT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  const PhaseResult r = Run(BuildPhaseType::UPLOAD_ARTIFACTS);
+  ASSERT_EQ(r.status(), BuildStatus::SUCCEEDED) << r.DebugString() << Output();
+  ASSERT_EQ(r.artifacts_size(), 2);
+  EXPECT_EQ(r.artifacts(0).identifier(), "");
+  EXPECT_EQ(r.artifacts(0).name(), "app-7");
+  EXPECT_EQ(r.artifacts(0).file_count(), 2);
+  EXPECT_EQ(r.artifacts(1).identifier(), "docs");
+  EXPECT_EQ(r.artifacts(1).name(), "docs");
+  ASSERT_EQ(uploaded_.size(), 2u);
+  EXPECT_EQ(ZipMembers(uploaded_[0]), "a.txt\nsub/b.txt\n");
+  EXPECT_EQ(ZipMembers(uploaded_[1]), "d.md\n");
+  EXPECT_THAT(Output(), HasSubstr("Expanding base directory path: dist"));
+  EXPECT_THAT(Output(), HasSubstr("Found 2 file(s)"));
+}
+
+TEST_F(ArtifactExecutorTest, NoMatchingArtifactPathsFailsUploadArtifactsWithClientError) {
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands: [true]\nartifacts:\n"
+            "  files: [missing.jar]\n");
+  const PhaseResult r = Run(BuildPhaseType::UPLOAD_ARTIFACTS);
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "CLIENT_ERROR");
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("no matching artifact paths found"));
+  EXPECT_THAT(Output(), HasSubstr("Skipping invalid file path missing.jar"));
+  EXPECT_TRUE(uploaded_.empty());
+}
+
+TEST_F(ArtifactExecutorTest, AFailedUploadFailsUploadArtifactsWithTheReason) {
+  upload_error_ = absl::UnavailableError("coordinator went away");
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands: [touch app.jar]\nartifacts:\n"
+            "  files: [app.jar]\n");
+  ASSERT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
+  const PhaseResult r = Run(BuildPhaseType::UPLOAD_ARTIFACTS);
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("coordinator went away"));
+}
+
+TEST_F(ArtifactExecutorTest, JUnitReportsAreSummarisedInUploadArtifactsEvenAfterAFailedBuild) {
+  PrepareOk(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p reports
+      - printf '<testsuite name="s"><testcase name="ok"/><testcase name="bad"><failure message="boom"/></testcase><testcase name="skip"><skipped/></testcase></testsuite>' > reports/unit.xml
+      - printf '<testsuite><testcase' > reports/broken.xml
+      - exit 1
+reports:
+  unit:
+    files: [unit.xml]
+    base-directory: reports
+  broken:
+    files: [reports/broken.xml]
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::FAILED);
+  const PhaseResult r = Run(BuildPhaseType::UPLOAD_ARTIFACTS, false);
+  EXPECT_EQ(r.status(), BuildStatus::SUCCEEDED) << r.DebugString();
+  ASSERT_EQ(r.reports_size(), 2);
+  EXPECT_EQ(r.reports(0).name(), "proj-unit");
+  EXPECT_EQ(r.reports(0).status(), "FAILED");
+  EXPECT_EQ(r.reports(0).total(), 3);
+  EXPECT_EQ(r.reports(0).passed(), 1);
+  EXPECT_EQ(r.reports(0).failed(), 1);
+  EXPECT_EQ(r.reports(0).skipped(), 1);
+  EXPECT_EQ(r.reports(1).status(), "INCOMPLETE");
+  EXPECT_THAT(r.reports(1).message(), HasSubstr("reports/broken.xml"));
+}
+
+TEST_F(ArtifactExecutorTest, CacheIsSavedAfterASuccessfulBuildAndRestoredBeforeTheNextInstall) {
+  LocalCache cache(dir_.path() + "/cache");
+  options_.cache = &cache;
+  const std::string spec = R"yaml(version: 0.2
+phases:
+  install:
+    commands:
+      - if [ -f deps/lib.txt ]; then echo "restored=$(cat deps/lib.txt)"; else echo cold; fi
+      - mkdir -p deps && echo v1 > deps/lib.txt
+cache:
+  key: deps-$(codebuild-hash-files buildspec.yml)
+  paths: ['deps/**/*']
+)yaml";
+  PrepareOk(spec);
+  ASSERT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED) << Output();
+  const PhaseResult fin = Run(FINALIZING, true);
+  EXPECT_TRUE(fin.cache_saved()) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("cold\n"));
+  EXPECT_THAT(cache.WarmProjects(), ::testing::ElementsAre("proj"));
+  executor_.reset();
+  // The next build of the project, in a fresh workspace.
+  PrepareOk("");
+  ASSERT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("restored=v1\n"));
+}
+
+TEST_F(ArtifactExecutorTest, AFailedBuildDoesNotSaveTheCache) {
+  LocalCache cache(dir_.path() + "/cache");
+  options_.cache = &cache;
+  PrepareOk("version: 0.2\nphases:\n  install:\n    commands: [mkdir -p d, touch d/x]\n"
+            "cache:\n  paths: ['d/**/*']\n");
+  ASSERT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED);
+  EXPECT_FALSE(Run(FINALIZING, false).cache_saved());
+  EXPECT_TRUE(cache.WarmProjects().empty());
 }
 
 }  // namespace kiln::agent

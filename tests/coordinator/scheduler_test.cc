@@ -84,6 +84,27 @@ TEST(SchedulerTest, PrefersTheAgentThatLastBuiltTheProject) {
   EXPECT_EQ(second[0].agent_id, warm);
 }
 
+TEST(SchedulerTest, PrefersTheAgentHoldingTheProjectsCacheOverTheLastOne) {
+  Scheduler s;
+  s.AddAgent("a", {}, 4);
+  s.AddAgent("cached", {}, 1);
+  s.SetWarmProjects("cached", {"p"});
+  s.Enqueue({"p1", "p", 1, {}});
+  s.Enqueue({"q1", "q", 2, {}});
+  auto first = s.Schedule();
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].agent_id, "cached");  // p: its cache is there, although `a` has more slots
+  EXPECT_EQ(first[1].agent_id, "a");       // q: nobody holds its cache; most free slots
+  s.Release("q1");
+  s.AddWarmProject("a", "q");
+  s.Enqueue({"p2", "p", 3, {}});  // `cached` is busy: the cache is a preference, not a need
+  s.Enqueue({"q2", "q", 4, {}});
+  auto second = s.Schedule();
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[0].agent_id, "a");
+  EXPECT_EQ(second[1].agent_id, "a");
+}
+
 TEST(SchedulerTest, RemovedAgentGetsNothingButItsBuildsStillCountAgainstTheLimit) {
   Scheduler s;
   s.SetProjectLimit("p", 1);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -18,6 +19,7 @@
 #include "common/project_yaml.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
+#include "openssl/evp.h"
 
 namespace kiln::cli {
 namespace {
@@ -434,6 +436,66 @@ int AgentList(Stub& stub, const CommandOptions& opts, std::ostream& out, std::os
                                                    : FormatUtc(absl::FromUnixMillis(a.last_seen_unix_millis()))});
   }
   PrintTable(rows, out);
+  return kExitOk;
+}
+
+int ArtifactGet(Stub& stub, const ArtifactGetOptions& opts, std::ostream& out, std::ostream& err) {
+  if (opts.output.empty()) {
+    err << "kiln: artifact get needs -o FILE\n";
+    return kExitUsage;
+  }
+  kiln::v1::GetArtifactRequest req;
+  req.set_build_id(opts.build_id);
+  req.set_name(opts.name);
+  grpc::ClientContext ctx;
+  auto reader = stub.GetArtifact(&ctx, req);
+  const std::string part = opts.output + ".part";
+  std::ofstream file;
+  kiln::v1::GetArtifactResponse resp;
+  kiln::v1::BuildArtifact artifact;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+  bool write_failed = false;
+  while (reader->Read(&resp)) {
+    if (resp.has_artifact()) {
+      artifact = resp.artifact();
+      file.open(part, std::ios::binary | std::ios::trunc);
+      write_failed = !file;
+    } else if (file.is_open() && !write_failed) {
+      EVP_DigestUpdate(md, resp.data().data(), resp.data().size());
+      file.write(resp.data().data(), static_cast<std::streamsize>(resp.data().size()));
+      write_failed = !file;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(md, digest, &len);
+  EVP_MD_CTX_free(md);
+  if (file.is_open()) file.close();
+  auto fail = [&](const std::string& message) {
+    std::remove(part.c_str());
+    err << "kiln: " << message << "\n";
+    return kExitFailure;
+  };
+  if (!s.ok()) {
+    std::remove(part.c_str());
+    return RpcError(s, err);
+  }
+  if (write_failed) return fail(absl::StrCat("cannot write ", part, ": ", std::strerror(errno)));
+  const std::string hex =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), len));
+  if (hex != artifact.sha256()) {
+    return fail(absl::StrCat("artifact digest mismatch: got sha256 ", hex, ", expected ",
+                             artifact.sha256()));
+  }
+  if (std::rename(part.c_str(), opts.output.c_str()) != 0) {
+    return fail(absl::StrCat("cannot rename ", part, " to ", opts.output, ": ",
+                             std::strerror(errno)));
+  }
+  out << "artifact " << artifact.name() << ": " << artifact.file_count() << " files, "
+      << artifact.size_bytes() << " bytes, sha256 " << artifact.sha256() << " -> " << opts.output
+      << "\n";
   return kExitOk;
 }
 

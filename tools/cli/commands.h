@@ -108,6 +108,18 @@ int ParamList(Stub& stub, const CommandOptions& opts, std::ostream& out, std::os
 // `kiln agent list`: table ID, HOSTNAME, CONNECTED (yes/no), SLOTS, RUNNING, LABELS, LAST SEEN (UTC).
 int AgentList(Stub& stub, const CommandOptions& opts, std::ostream& out, std::ostream& err);
 
+// `kiln artifact get BUILD [--name N] -o FILE`: streams the build's artifact zip (GetArtifact) into
+// FILE (written to FILE.part, checked against the artifact's SHA-256, then renamed) and prints
+// "artifact <name>: <n> files, <bytes> bytes, sha256 <hex> -> FILE". --name is an identifier of a
+// secondary artifact or an artifact name; empty = the primary artifact. The stream has no deadline.
+// A digest mismatch or write error removes the partial file and returns 1.
+struct ArtifactGetOptions : CommandOptions {
+  std::string build_id;
+  std::string name;
+  std::string output;
+};
+int ArtifactGet(Stub& stub, const ArtifactGetOptions& opts, std::ostream& out, std::ostream& err);
+
 // --- pure helpers, exposed for tests ---
 
 // One step of a build's progress, derived from two Build snapshots.

@@ -91,6 +91,18 @@ int main(int argc, char** argv) {
     run = [&](Stub& s) { return kiln::cli::AgentList(s, common, out, err); };
   });
 
+  CLI::App* artifact = app.add_subcommand("artifact", "Fetch build artifacts")->require_subcommand(1);
+  kiln::cli::ArtifactGetOptions artifact_get;
+  CLI::App* artifact_get_cmd = artifact->add_subcommand("get", "Download a build's artifact zip");
+  artifact_get_cmd->add_option("build", artifact_get.build_id, "Build id")->required();
+  artifact_get_cmd->add_option("--name", artifact_get.name,
+                               "Secondary artifact identifier or artifact name (default: primary)");
+  artifact_get_cmd->add_option("-o,--output", artifact_get.output, "Where to write the zip")
+      ->required();
+  artifact_get_cmd->callback([&] {
+    run = [&](Stub& s) { return kiln::cli::ArtifactGet(s, artifact_get, out, err); };
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
