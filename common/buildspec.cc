@@ -380,17 +380,9 @@ absl::Status Parser::ParseEnv(const Ref& r) {
                                        "secret-id[:json-key[:version-stage[:version-id]]]"));
         }
         out_.secrets_manager.emplace_back(s.key, ref);
-        names.push_back(s.key);
       }
-      Warn(e.key_mark, v.path,
-           StrCat("variables ", absl::StrJoin(names, ", "),
-                  " will not be set; store the values in Kiln's parameter store and use "
-                  "env.parameter-store"));
     } else if (e.key == "git-credential-helper") {
       KILN_ASSIGN_OR_RETURN(out_.git_credential_helper, YesNo(v));
-      if (out_.git_credential_helper) {
-        Warn(e.key_mark, v.path, "git commands in the build get no credentials from Kiln");
-      }
     } else {
       return Unknown(e, "key", kKeys);
     }

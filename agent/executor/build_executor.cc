@@ -15,7 +15,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "agent/artifacts/artifact_files.h"
 #include "agent/artifacts/zip_writer.h"
 #include "agent/executor/container.h"
@@ -24,6 +26,7 @@
 #include "agent/executor/process_tree.h"
 #include "agent/reports/junit_report.h"
 #include "common/ids.h"
+#include "nlohmann/json.hpp"
 
 extern char** environ;
 
@@ -79,6 +82,62 @@ std::optional<std::string> ReadFile(const std::string& path, size_t max_bytes) {
 std::string PhaseName(BuildPhaseType::Value phase) {
   const std::string& name = BuildPhaseType::Value_Name(phase);
   return name.empty() ? absl::StrCat("phase ", static_cast<int>(phase)) : name;
+}
+
+// One env.secrets-manager entry: NAME -> secret-id[:json-key[:version-stage[:version-id]]] (an
+// ARN secret-id "arn:aws:secretsmanager:<region>:<account>:secret:<name>" names <name>).
+struct SecretRef {
+  std::string variable, secret_id, parameter, json_key, stage, version_id;
+
+  // The value, or FailedPrecondition with a message for the phase context.
+  absl::StatusOr<std::string> Resolve(const std::map<std::string, std::string>& params) const {
+    if ((!stage.empty() && stage != "AWSCURRENT") || !version_id.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "secret ", secret_id, ": Kiln's parameter store keeps the current version only; use no "
+          "version-stage (or AWSCURRENT) and no version-id"));
+    }
+    auto it = params.find(parameter);
+    if (it == params.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("ResourceNotFoundException: secret does not exist: ", secret_id,
+                       " (parameter ", parameter, ")"));
+    }
+    if (json_key.empty()) return it->second;
+    const nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_object()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "secret ", secret_id, " is not a JSON object, so json-key ", json_key, " cannot be read"));
+    }
+    auto k = j.find(json_key);
+    if (k == j.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("secret ", secret_id, " has no JSON key ", json_key));
+    }
+    return k->is_string() ? k->get<std::string>() : k->dump();
+  }
+};
+
+SecretRef ParseSecretRef(const std::string& variable, const std::string& ref) {
+  std::vector<std::string> parts = absl::StrSplit(ref, ':');
+  SecretRef r;
+  r.variable = variable;
+  size_t i = 0;
+  if (absl::StartsWith(ref, "arn:") && parts.size() >= 7) {
+    r.secret_id = absl::StrJoin(parts.begin(), parts.begin() + 7, ":");
+    r.parameter = parts[6];
+    i = 7;
+  } else {
+    r.secret_id = r.parameter = parts[0];
+    i = 1;
+  }
+  // Secrets Manager names such as "prod/db" map to the parameter "/prod/db".
+  if (r.parameter.find('/') != std::string::npos && r.parameter[0] != '/') {
+    r.parameter = "/" + r.parameter;
+  }
+  if (parts.size() > i) r.json_key = parts[i];
+  if (parts.size() > i + 1) r.stage = parts[i + 1];
+  if (parts.size() > i + 2) r.version_id = parts[i + 2];
+  return r;
 }
 
 }  // namespace
@@ -271,8 +330,30 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
   const kiln::v1::ProjectSource& source = job_.source();
   const std::string requested =
       job_.source_version().empty() ? source.branch() : job_.source_version();
-  absl::StatusOr<std::string> commit =
-      CloneAndCheckout(source.location(), requested, src_dir_, [this] { return CheckStopped(); });
+  // source.credentials_parameter: "username:password" for an HTTPS location (and for the build's
+  // git commands with env.git-credential-helper).
+  credentials_.clear();
+  if (!source.credentials_parameter().empty()) {
+    if (!options_.resolve_parameters) {
+      return Outcome::Of(BuildStatus::FAULT, kParamError, "the agent has no parameter resolver");
+    }
+    absl::StatusOr<kiln::v1::GetBuildParametersResponse> resolved =
+        options_.resolve_parameters({source.credentials_parameter()});
+    if (!resolved.ok())
+      return Outcome::Of(BuildStatus::FAULT, kParamError, resolved.status().ToString());
+    if (resolved->parameters_size() != 1) {
+      return Outcome::Of(BuildStatus::FAILED, kParamError,
+                         absl::StrCat("parameter does not exist: ", source.credentials_parameter()));
+    }
+    credentials_ = resolved->parameters(0).value();
+    masker_.AddSecret(credentials_);
+    const size_t colon = credentials_.find(':');
+    if (colon != std::string::npos && colon + 1 < credentials_.size()) {
+      masker_.AddSecret(credentials_.substr(colon + 1));
+    }
+  }
+  absl::StatusOr<std::string> commit = CloneAndCheckout(
+      source.location(), requested, src_dir_, [this] { return CheckStopped(); }, credentials_);
   if (CheckStopped()) return StopOutcome();
   if (!commit.ok())
     return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR", std::string(commit.status().message()));
@@ -351,6 +432,11 @@ BuildExecutor::Outcome BuildExecutor::BuildEnvironment(const common::Buildspec& 
     if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
   };
   for (const auto& entry : spec.parameter_store) add_name(entry.second);
+  std::vector<SecretRef> secrets;
+  for (const auto& [name, ref] : spec.secrets_manager) {
+    secrets.push_back(ParseSecretRef(name, ref));
+    add_name(secrets.back().parameter);
+  }
   for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
     if (v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE) add_name(v.value());
   }
@@ -368,14 +454,52 @@ BuildExecutor::Outcome BuildExecutor::BuildEnvironment(const common::Buildspec& 
       if (p.mask()) masker_.AddSecret(p.value());
       params[p.name()] = p.value();
     }
-    for (const std::string& n : names) {
-      if (!params.count(n)) {
+    for (const auto& [name, param] : spec.parameter_store) {
+      if (!params.count(param)) {
         return Outcome::Of(BuildStatus::FAILED, kParamError,
-                           absl::StrCat("parameter does not exist: ", n));
+                           absl::StrCat("parameter does not exist: ", param));
+      }
+    }
+    for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
+      if (v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE && !params.count(v.value())) {
+        return Outcome::Of(BuildStatus::FAILED, kParamError,
+                           absl::StrCat("parameter does not exist: ", v.value()));
       }
     }
   }
   for (const auto& [name, param] : spec.parameter_store) env[name] = params[param];
+  // env.secrets-manager (§1.4) over the parameter store: secret-id names a parameter, json-key a
+  // key of its JSON object value.
+  for (const SecretRef& ref : secrets) {
+    absl::StatusOr<std::string> value = ref.Resolve(params);
+    if (!value.ok()) {
+      return Outcome::Of(BuildStatus::FAILED, "Secrets Manager Error",
+                         std::string(value.status().message()));
+    }
+    masker_.AddSecret(*value);
+    env[ref.variable] = *std::move(value);
+  }
+  if (spec.git_credential_helper) {
+    if (credentials_.empty()) {
+      Log("Warning: env.git-credential-helper: the project has no source.credentials_parameter; "
+          "git gets no credentials from Kiln");
+    } else {
+      // The build's git finds the project's credentials through this helper (git >= 2.31 reads
+      // GIT_CONFIG_COUNT).
+      const std::string helper = tmp_dir_ + "/git-credential-kiln";
+      const size_t colon = credentials_.find(':');
+      std::ofstream f(helper, std::ios::trunc);
+      f << "#!/bin/sh\n[ \"$1\" = get ] || exit 0\ncat >/dev/null\nprintf 'username=%s\\npassword=%s\\n' "
+        << ShellQuote(credentials_.substr(0, colon)) << " "
+        << ShellQuote(colon == std::string::npos ? "" : credentials_.substr(colon + 1)) << "\n";
+      f.close();
+      fs::permissions(helper, fs::perms::owner_all, fs::perm_options::replace);
+      env["GIT_CONFIG_COUNT"] = "1";
+      env["GIT_CONFIG_KEY_0"] = "credential.helper";
+      env["GIT_CONFIG_VALUE_0"] = helper;
+      Log("Configured git to use the project's source credentials (env.git-credential-helper)");
+    }
+  }
   for (const kiln::v1::EnvironmentVariable& v : job_.environment_variables()) {
     env[v.name()] =
         v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE ? params[v.value()] : v.value();
@@ -387,7 +511,10 @@ BuildExecutor::Outcome BuildExecutor::BuildEnvironment(const common::Buildspec& 
   set("BUILD_ID", job_.build_id());
   set("BUILD_NUMBER", absl::StrCat(job_.build_number()));
   set("SRC_DIR", src_dir_);
-  set("SOURCE_VERSION", requested);
+  // A pull-request webhook build reports pr/<number> (§1.12); its commit is the PR head.
+  set("SOURCE_VERSION", job_.webhook().pull_request_number() > 0
+                            ? absl::StrCat("pr/", job_.webhook().pull_request_number())
+                            : requested);
   set("RESOLVED_SOURCE_VERSION", commit);
   set("START_TIME", absl::StrCat(job_.start_time_unix_millis()));
   set("INITIATOR", job_.initiator());

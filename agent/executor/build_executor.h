@@ -165,6 +165,7 @@ class BuildExecutor {
   bool at_line_start_ = true;
   std::optional<common::Buildspec> spec_;
   std::optional<common::BuildspecCache> cache_spec_;  // keys evaluated before INSTALL
+  std::string credentials_;  // source.credentials_parameter's value, "user:password"
   std::vector<std::string> initial_env_;  // NAME=value
   std::string shell_path_;
   // environment.image builds: the container's name ("" for host builds) and whether it runs.

@@ -26,23 +26,45 @@ std::string LastGitError() {
   return e != nullptr && e->message != nullptr ? e->message : "unknown libgit2 error";
 }
 
+struct Payload {
+  const std::function<bool()>* cancelled;
+  const std::string* credentials;
+  bool credentials_tried = false;
+};
+
 int TransferProgress(const git_indexer_progress*, void* payload) {
-  const auto* cancelled = static_cast<const std::function<bool()>*>(payload);
+  const auto* cancelled = static_cast<Payload*>(payload)->cancelled;
   return (*cancelled && (*cancelled)()) ? -1 : 0;
+}
+
+int Credentials(git_credential** out, const char*, const char*, unsigned int allowed,
+                void* payload) {
+  auto* p = static_cast<Payload*>(payload);
+  const size_t colon = p->credentials->find(':');
+  if (p->credentials->empty() || colon == std::string::npos || p->credentials_tried ||
+      (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) == 0) {
+    return GIT_PASSTHROUGH;
+  }
+  p->credentials_tried = true;
+  return git_credential_userpass_plaintext_new(out, p->credentials->substr(0, colon).c_str(),
+                                              p->credentials->substr(colon + 1).c_str());
 }
 
 }  // namespace
 
 absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
                                              const std::string& version, const std::string& dest,
-                                             const std::function<bool()>& cancelled) {
+                                             const std::function<bool()>& cancelled,
+                                             const std::string& credentials) {
   static std::once_flag init;
   std::call_once(init, [] { git_libgit2_init(); });  // never shut down: other threads may use it
 
   git_clone_options clone_opts = GIT_CLONE_OPTIONS_INIT;
   clone_opts.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;  // we check out `version` below
+  Payload payload{&cancelled, &credentials};
   clone_opts.fetch_opts.callbacks.transfer_progress = TransferProgress;
-  clone_opts.fetch_opts.callbacks.payload = const_cast<std::function<bool()>*>(&cancelled);
+  clone_opts.fetch_opts.callbacks.credentials = Credentials;
+  clone_opts.fetch_opts.callbacks.payload = &payload;
   git_repository* raw_repo = nullptr;
   const int rc = git_clone(&raw_repo, location.c_str(), dest.c_str(), &clone_opts);
   Repo repo(raw_repo);

@@ -19,9 +19,12 @@ namespace kiln::agent {
 // Returns the full commit id (40 hex digits) checked out.
 // Errors: NotFound (version unknown), InvalidArgument (version ambiguous or not a commit),
 // Unavailable (clone failed), Cancelled (`cancelled` said so), Internal (checkout failed).
+// `credentials` ("username:password", may be empty) answer an HTTP(S) server's authentication
+// request (once; a rejected pair fails the clone).
 absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
                                              const std::string& version, const std::string& dest,
-                                             const std::function<bool()>& cancelled);
+                                             const std::function<bool()>& cancelled,
+                                             const std::string& credentials = "");
 
 }  // namespace kiln::agent
 

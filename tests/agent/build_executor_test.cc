@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -1107,6 +1108,94 @@ TEST_F(ArtifactExecutorTest, AFailedBuildDoesNotSaveTheCache) {
   ASSERT_EQ(Run(INSTALL).status(), BuildStatus::SUCCEEDED);
   EXPECT_FALSE(Run(FINALIZING, false).cache_saved());
   EXPECT_TRUE(cache.WarmProjects().empty());
+}
+
+// ---- secrets-manager (§1.4), git-credential-helper, pull-request source version (§1.12) ----
+
+// A resolver over a fixed map; every value is masked, as the coordinator does for secure values.
+ParameterResolver MapResolver(std::map<std::string, std::string> values) {
+  return [values](const std::vector<std::string>& names)
+             -> absl::StatusOr<kiln::v1::GetBuildParametersResponse> {
+    kiln::v1::GetBuildParametersResponse resp;
+    for (const auto& n : names) {
+      auto it = values.find(n);
+      if (it == values.end()) {
+        resp.add_missing(n);
+        continue;
+      }
+      auto* p = resp.add_parameters();
+      p->set_name(n);
+      p->set_value(it->second);
+      p->set_mask(true);
+    }
+    return resp;
+  };
+}
+
+TEST_F(BuildExecutorTest, SecretsManagerReadsAJsonKeyOfAParameterAndMasksIt) {
+  options_.resolve_parameters =
+      MapResolver({{"/prod/db", R"({"username":"app","password":"hunter22"})"}, {"plain", "tok3n"}});
+  PrepareOk(R"yaml(version: 0.2
+env:
+  secrets-manager:
+    DB_USER: prod/db:username
+    DB_PASS: prod/db:password
+    TOKEN: plain
+phases:
+  build:
+    commands:
+      - test "$DB_USER" = app && test "$DB_PASS" = hunter22 && test "$TOKEN" = tok3n && echo all-set
+      - echo "pass=$DB_PASS"
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("all-set\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("pass=***\n"));
+  EXPECT_THAT(Output(), Not(HasSubstr("hunter22")));
+}
+
+TEST_F(BuildExecutorTest, SecretsManagerMissingSecretOrKeyFailsDownloadSource) {
+  options_.resolve_parameters = MapResolver({{"/prod/db", R"({"username":"app"})"}});
+  PhaseResult r = Prepare("version: 0.2\nenv:\n  secrets-manager:\n    P: prod/db:password\n"
+                          "phases:\n  build:\n    commands: [true]\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_EQ(r.contexts(0).status_code(), "Secrets Manager Error");
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("has no JSON key password"));
+  executor_.reset();
+  r = Prepare("version: 0.2\nenv:\n  secrets-manager:\n    P: nope\n"
+              "phases:\n  build:\n    commands: [true]\n");
+  EXPECT_EQ(r.status(), BuildStatus::FAILED);
+  ASSERT_EQ(r.contexts_size(), 1);
+  EXPECT_THAT(r.contexts(0).message(), HasSubstr("secret does not exist: nope"));
+}
+
+TEST_F(BuildExecutorTest, GitCredentialHelperGivesTheBuildsGitTheProjectsCredentials) {
+  job_.mutable_source()->set_credentials_parameter("/ci/git");
+  options_.resolve_parameters = MapResolver({{"/ci/git", "alice:s3cr3t-pw"}});
+  PrepareOk(R"yaml(version: 0.2
+env:
+  git-credential-helper: yes
+phases:
+  build:
+    commands:
+      - printf 'protocol=https\nhost=git.example.com\n\n' | git credential fill
+)yaml");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("username=alice\n"));
+  EXPECT_THAT(UserOutput(), HasSubstr("password=***\n"));
+  EXPECT_THAT(Output(), Not(HasSubstr("s3cr3t-pw")));
+}
+
+TEST_F(BuildExecutorTest, PullRequestBuildsReportPrNumberAsSourceVersion) {
+  job_.mutable_webhook()->set_event("PULL_REQUEST_CREATED");
+  job_.mutable_webhook()->set_pull_request_number(42);
+  job_.mutable_webhook()->set_trigger("pr/42");
+  job_.mutable_webhook()->set_base_ref("refs/heads/main");
+  PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n"
+            "      - echo \"$CODEBUILD_SOURCE_VERSION $CODEBUILD_WEBHOOK_TRIGGER "
+            "$CODEBUILD_WEBHOOK_EVENT $CODEBUILD_WEBHOOK_BASE_REF\"\n");
+  EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED) << Output();
+  EXPECT_THAT(UserOutput(), HasSubstr("pr/42 pr/42 PULL_REQUEST_CREATED refs/heads/main\n"));
 }
 
 }  // namespace kiln::agent

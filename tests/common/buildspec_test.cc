@@ -469,7 +469,7 @@ TEST(BuildspecTest, AwsPrefixCannotBeExported) {
             "starting with AWS_ are not exportable (reference §1.4)");
 }
 
-TEST(BuildspecTest, SecretsManagerValidatedAndWarned) {
+TEST(BuildspecTest, SecretsManagerIsValidated) {
   Buildspec spec = ParseOk(
       "version: 0.2\nenv:\n  secrets-manager:\n    DB: prod/db:password\n"
       "    ARN: arn:aws:secretsmanager:eu-west-1:123:secret:x-AbC:key::v1\nphases:\n"
@@ -478,10 +478,7 @@ TEST(BuildspecTest, SecretsManagerValidatedAndWarned) {
       spec.secrets_manager,
       ElementsAre(Pair("DB", "prod/db:password"),
                   Pair("ARN", "arn:aws:secretsmanager:eu-west-1:123:secret:x-AbC:key::v1")));
-  EXPECT_THAT(spec.warnings,
-              ElementsAre("buildspec.yml:3:3: env.secrets-manager: accepted but not yet supported "
-                          "by Kiln; variables DB, ARN will not be set; store the values in Kiln's "
-                          "parameter store and use env.parameter-store"));
+  EXPECT_THAT(spec.warnings, IsEmpty());
   EXPECT_EQ(ErrorOf("version: 0.2\nenv:\n  secrets-manager:\n    DB: s:k:AWSCURRENT:v1\nphases:\n"
                     "  build:\n    commands: [a]\n"),
             "buildspec.yml:4:9: env.secrets-manager.DB: give version-stage or version-id, not both "
@@ -491,15 +488,12 @@ TEST(BuildspecTest, SecretsManagerValidatedAndWarned) {
               HasSubstr("is not a secret reference"));
 }
 
-TEST(BuildspecTest, GitCredentialHelperYesWarns) {
+TEST(BuildspecTest, GitCredentialHelperIsAYesNoFlag) {
   Buildspec yes = ParseOk(
       "version: 0.2\nenv:\n  git-credential-helper: yes\nphases:\n  build:\n"
       "    commands: [a]\n");
   EXPECT_TRUE(yes.git_credential_helper);
-  EXPECT_THAT(yes.warnings,
-              ElementsAre("buildspec.yml:3:3: env.git-credential-helper: accepted but not yet "
-                          "supported by Kiln; git commands in the build get no credentials from "
-                          "Kiln"));
+  EXPECT_THAT(yes.warnings, IsEmpty());
   Buildspec no = ParseOk(
       "version: 0.2\nenv:\n  git-credential-helper: no\nphases:\n  build:\n"
       "    commands: [a]\n");
