@@ -136,7 +136,8 @@ absl::Status Farm::StartCoordinatorOnce() {
             "--grpc-listen", grpc_address(),
             "--http-listen", absl::StrCat("127.0.0.1:", http_port_),
             "--heartbeat-ms", absl::StrCat(options_.heartbeat_millis),
-            "--lease-ms", absl::StrCat(options_.lease_millis)};
+            "--lease-ms", absl::StrCat(options_.lease_millis),
+            "--minute-ms", absl::StrCat(options_.minute_millis)};
   o.log_file = absl::StrCat(dir_, "/logs/coordinator-", ++coordinator_starts_, ".log");
   auto p = Process::Spawn(o);
   if (!p.ok()) return p.status();

@@ -43,6 +43,8 @@ class Farm {
     // Passed as --heartbeat-ms / --lease-ms (milliseconds).
     int64_t heartbeat_millis = 200;
     int64_t lease_millis = 2000;
+    // Passed as --minute-ms: the length of a timeout "minute" (build and queued timeouts).
+    int64_t minute_millis = 60000;
   };
 
   // `dir` is the test's own temp dir; the farm's files go below it.
