@@ -520,6 +520,12 @@ BuildExecutor::Outcome BuildExecutor::BuildEnvironment(const common::Buildspec& 
   set("INITIATOR", job_.initiator());
   set("SOURCE_REPO_URL", job_.source().location());
   set("BUILD_SUCCEEDING", "1");
+  // §1.12 variables that have a Kiln meaning: the ARN is Kiln's own namespace (no AWS account), the
+  // image is the build container's (or "kiln/host" for builds on the agent host), and the log path
+  // is the build id `kiln build logs` takes.
+  set("BUILD_ARN", absl::StrCat("arn:kiln:codebuild:local:000000000000:build/", job_.build_id()));
+  set("BUILD_IMAGE", job_.environment().image().empty() ? "kiln/host" : job_.environment().image());
+  set("LOG_PATH", job_.build_id());
   if (job_.has_webhook()) {
     const kiln::v1::WebhookTrigger& w = job_.webhook();
     for (const auto& [suffix, value] : {std::pair{"EVENT", w.event()},

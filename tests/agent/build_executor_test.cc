@@ -524,6 +524,10 @@ phases:
     EXPECT_THAT(out, HasSubstr(prefix + "WEBHOOK_EVENT=PUSH\n"));
     EXPECT_THAT(out, HasSubstr(prefix + "WEBHOOK_HEAD_REF=refs/heads/main\n"));
     EXPECT_THAT(out, HasSubstr(prefix + "WEBHOOK_TRIGGER=branch/main\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "BUILD_ARN=arn:kiln:codebuild:local:000000000000:build/"
+                                        "proj:0f8fad5b-d9cb-469f-a165-70867728950e\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "BUILD_IMAGE=kiln/host\n"));
+    EXPECT_THAT(out, HasSubstr(prefix + "LOG_PATH=proj:0f8fad5b-d9cb-469f-a165-70867728950e\n"));
   }
   EXPECT_THAT(out, Not(HasSubstr("WEBHOOK_BASE_REF")));
 }
