@@ -763,11 +763,28 @@ absl::Status BuildController::AgentConnected(const kiln::v1::AgentHello& hello, 
     ScheduleLocked();
   }
   FlushNotifications();
+  for (AgentExtension* e : extensions_) e->OnAgentConnected(hello);
   return absl::OkStatus();
+}
+
+void BuildController::AddAgentExtension(AgentExtension* extension) {
+  extensions_.push_back(extension);
+}
+
+bool BuildController::SendToAgent(const std::string& agent_id, const CoordinatorMessage& message) {
+  absl::MutexLock l(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end() || it->second.conn == nullptr) return false;
+  it->second.conn->Send(message);
+  return true;
 }
 
 bool BuildController::HandleAgentMessage(const std::string& agent_id,
                                          const kiln::v1::AgentMessage& m) {
+  if (m.kind_case() == kiln::v1::AgentMessage::kDeployEventResult ||
+      m.kind_case() == kiln::v1::AgentMessage::kDeployLog) {
+    for (AgentExtension* e : extensions_) e->OnAgentMessage(agent_id, m);
+  }
   bool keep_stream = true;
   {
     absl::MutexLock l(&mu_);
@@ -846,14 +863,17 @@ bool BuildController::HandleAgentMessage(const std::string& agent_id,
 }
 
 void BuildController::AgentDisconnected(const std::string& agent_id, AgentConnection* conn) {
-  absl::MutexLock l(&mu_);
-  auto it = agents_.find(agent_id);
-  if (it == agents_.end() || it->second.conn != conn) return;
-  it->second.conn = nullptr;
-  it->second.info.set_connected(false);
-  scheduler_.RemoveAgent(agent_id);
-  KILN_LOG(INFO) << "agent " << agent_id << " disconnected; " << it->second.builds.size()
-                 << " builds keep their lease";
+  {
+    absl::MutexLock l(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.conn != conn) return;
+    it->second.conn = nullptr;
+    it->second.info.set_connected(false);
+    scheduler_.RemoveAgent(agent_id);
+    KILN_LOG(INFO) << "agent " << agent_id << " disconnected; " << it->second.builds.size()
+                   << " builds keep their lease";
+  }
+  for (AgentExtension* e : extensions_) e->OnAgentDisconnected(agent_id);
 }
 
 absl::StatusOr<kiln::v1::GetBuildParametersResponse> BuildController::GetBuildParameters(

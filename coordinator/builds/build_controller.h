@@ -57,6 +57,18 @@ class BuildWatch {
   virtual ~BuildWatch() = default;
 };
 
+// Another coordinator component that talks to agents over their Connect streams (deployments).
+// Callbacks run on gRPC threads, never under the controller's lock; they must not block.
+class AgentExtension {
+ public:
+  virtual ~AgentExtension() = default;
+  // After the agent's hello was accepted (also after a reconnect).
+  virtual void OnAgentConnected(const kiln::v1::AgentHello& hello) = 0;
+  virtual void OnAgentDisconnected(const std::string& agent_id) = 0;
+  // Messages the build controller does not handle (deploy_event_result, deploy_log).
+  virtual void OnAgentMessage(const std::string& agent_id, const kiln::v1::AgentMessage& message) = 0;
+};
+
 class BuildController {
  public:
   struct Options {
@@ -130,6 +142,10 @@ class BuildController {
   absl::StatusOr<kiln::v1::GetBuildParametersResponse> GetBuildParameters(
       const kiln::v1::GetBuildParametersRequest& request);
   std::vector<kiln::v1::AgentInfo> ListAgents();
+  // Registers `extension` (not owned; must outlive the controller). Call before serving.
+  void AddAgentExtension(AgentExtension* extension);
+  // Queues `message` on the agent's stream. False if the agent is not connected.
+  bool SendToAgent(const std::string& agent_id, const kiln::v1::CoordinatorMessage& message);
   // OK if `build_id` is running on `agent_id` (the check behind GetBuildParameters and
   // UploadArtifact). PermissionDenied if another agent holds it; NotFound if it is not running.
   absl::Status CheckBuildHeldBy(const std::string& agent_id, const std::string& build_id);
@@ -196,6 +212,7 @@ class BuildController {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
+  std::vector<AgentExtension*> extensions_;  // set before serving, then read-only
   absl::Mutex mu_;
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
