@@ -192,8 +192,11 @@ TEST_F(E2eTest, PushWithSignedWebhookBuildsTheImageIntoTheRegistry) {
   ASSERT_THAT(repo->CopyIn(SourceDir() + "/examples/flask-app"), IsOk());
   // One extra post_build command prints the secure password: the log must show it masked.
   std::string buildspec = ReadFile(repo->work_path() + "/buildspec.yml");
-  ASSERT_TRUE(absl::EndsWith(buildspec, "\n"));
-  buildspec += "      - echo \"masked=$DOCKER_REGISTRY_PASSWORD\"\n";
+  const std::string last_post_build = "      - echo \"Build completed on $(date)\"\n";
+  ASSERT_TRUE(absl::StrContains(buildspec, last_post_build));
+  buildspec = absl::StrReplaceAll(
+      buildspec, {{last_post_build,
+                   last_post_build + "      - echo \"masked=$DOCKER_REGISTRY_PASSWORD\"\n"}});
   // A random file makes the commit (and so the image tag) unique to this run.
   auto sha = repo->Commit({{"buildspec.yml", buildspec}, {".e2e-run", RandomHex(16)}}, "Flask example app");
   ASSERT_THAT(sha, IsOk());
@@ -212,6 +215,9 @@ TEST_F(E2eTest, PushWithSignedWebhookBuildsTheImageIntoTheRegistry) {
   EXPECT_EQ(f->build.resolved_source_version(), *sha);
   EXPECT_EQ(f->build.initiator(), "webhook/github");
   EXPECT_EQ(f->build.webhook().head_ref(), "refs/heads/main");
+  // The deployment revision: appspec.yml and the hook scripts (examples/flask-app/buildspec.yml).
+  ASSERT_EQ(f->build.artifacts_size(), 1);
+  EXPECT_EQ(f->build.artifacts(0).file_count(), 5);
   ids = farm_->ListBuildIds("flask-app");
   ASSERT_THAT(ids, IsOk());
   EXPECT_EQ(ids->size(), 1u);

@@ -17,6 +17,14 @@ class HelloWorldTest(unittest.TestCase):
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response.get_data(as_text=True), "Hello, world! (Kiln example)")
 
+    def test_version_reports_app_version(self):
+        os.environ["APP_VERSION"] = "abc123"
+        try:
+            response = self.client.get("/version")
+        finally:
+            del os.environ["APP_VERSION"]
+        self.assertEqual(response.get_data(as_text=True), "abc123")
+
     def test_unknown_path_is_404(self):
         response = self.client.get("/nope")
         self.assertEqual(response.status_code, 404)
