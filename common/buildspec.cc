@@ -108,8 +108,6 @@ class Parser : public yaml::ErrorReporter {
 
   std::string_view text_;
   Buildspec out_;
-  // Variable name -> where it was first defined, to reject a name set twice across env sections.
-  std::map<std::string, std::string> defined_vars_;
 };
 
 absl::StatusOr<std::vector<Entry>> Parser::Map(const Ref& r, std::string_view expected) const {
@@ -444,12 +442,9 @@ absl::Status Parser::DefineVariable(const Entry& e) {
                         "' is reserved: names starting with CODEBUILD_ are set by "
                         "Kiln (reference §1.4); rename the variable"));
   }
-  auto [it, inserted] =
-      defined_vars_.emplace(e.key, StrCat(e.value.path, " on line ", e.key_mark.line + 1));
-  if (!inserted) {
-    return Error(e.key_mark, e.value.path,
-                 StrCat("'", e.key, "' is already defined at ", it->second, "; define it once"));
-  }
+  // A name may appear in several env sections: parameter-store replaces variables, and
+  // secrets-manager replaces both (reference §1.4); within one section YAML's duplicate-key check
+  // applies.
   return absl::OkStatus();
 }
 

@@ -2,6 +2,7 @@
 // parser (which reports file:line:col and the YAML key) and ValidateProject (proto field names).
 #include "common/project_yaml.h"
 
+#include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -33,6 +34,11 @@ using ::absl::StrCat;
 constexpr int kDefaultTimeoutMinutes = 60;
 constexpr int kDefaultQueuedTimeoutMinutes = 480;
 constexpr size_t kMaxLabelBytes = 128;
+constexpr int kMinPollSeconds = 10;
+constexpr int kMaxPollSeconds = 86400;
+
+using ::kiln::v1::WebhookFilter;
+using ::kiln::v1::WebhookFilterGroup;
 
 bool HasControlChar(std::string_view s) {
   return std::any_of(s.begin(), s.end(),
@@ -136,6 +142,82 @@ std::string CheckParameterName(const std::string& name) {
                 "as in /my-app/db-password");
 }
 
+std::string CheckPollInterval(int64_t seconds) {
+  if (seconds != 0 && (seconds < kMinPollSeconds || seconds > kMaxPollSeconds)) {
+    return StrCat(seconds, " is outside ", kMinPollSeconds, "..", kMaxPollSeconds,
+                  " seconds (0 means no polling)");
+  }
+  return "";
+}
+
+// A Docker image reference as `docker pull` accepts it (the grammar of distribution/reference):
+// [domain[:port]/]path[/path...][:tag][@algorithm:hex].
+std::string CheckImage(const std::string& image) {
+  static const RE2* const kReference = new RE2(
+      "(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+      "(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?"
+      "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+      "(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+      "(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?");
+  if (image.empty()) {
+    return "empty; give a Docker image such as python:3.11-slim, or leave image out to run the "
+           "phases on the agent host";
+  }
+  if (image.size() > 512 || !RE2::FullMatch(image, *kReference)) {
+    return StrCat("'", image.substr(0, 80),
+                  "' is not a valid Docker image reference; use one such as python:3.11-slim or "
+                  "registry.example.com:5000/team/app:1.0 (lowercase repository, no spaces)");
+  }
+  return "";
+}
+
+// The pattern of one filter: EVENT lists known event types, the others compile with RE2.
+std::string CheckFilterPattern(WebhookFilter::Type type, const std::string& pattern) {
+  if (type == WebhookFilter::EVENT) {
+    std::vector<std::string> events = SplitEventPattern(pattern);
+    if (events.empty()) {
+      return StrCat("empty; list event types such as PUSH, PULL_REQUEST_CREATED (one of ",
+                    absl::StrJoin(WebhookEventTypes(), ", "), ")");
+    }
+    for (const std::string& e : events) {
+      const auto& known = WebhookEventTypes();
+      if (std::find(known.begin(), known.end(), e) == known.end()) {
+        return StrCat("'", e, "' is not an event type Kiln supports; use ",
+                      absl::StrJoin(known, ", "), " (reference §2.1)");
+      }
+    }
+    return "";
+  }
+  if (pattern.empty()) return "empty; give an RE2 regular expression such as ^refs/heads/main$";
+  RE2::Options options;
+  options.set_log_errors(false);
+  RE2 re(pattern, options);
+  if (!re.ok()) {
+    return StrCat("'", pattern, "' is not a valid RE2 regular expression: ", re.error());
+  }
+  return "";
+}
+
+// "" if `type` is a usable filter type.
+std::string CheckFilterType(int type) {
+  if (type == WebhookFilter::UNKNOWN || !WebhookFilter::Type_IsValid(type)) {
+    return StrCat(type, " is not a filter type; use EVENT, HEAD_REF, BASE_REF, FILE_PATH, "
+                        "COMMIT_MESSAGE or ACTOR_ACCOUNT_ID");
+  }
+  return "";
+}
+
+// Reference §2.1: every group has exactly one EVENT filter.
+std::string CheckGroupEvents(const WebhookFilterGroup& group) {
+  int events = 0;
+  for (const WebhookFilter& f : group.filters()) events += f.type() == WebhookFilter::EVENT;
+  if (events != 1) {
+    return StrCat("a filter group needs exactly one EVENT filter, this one has ", events,
+                  " (reference §2.1)");
+  }
+  return "";
+}
+
 // ---- YAML access ----
 
 class Parser : public yaml::ErrorReporter {
@@ -153,10 +235,13 @@ class Parser : public yaml::ErrorReporter {
   absl::StatusOr<std::vector<Entry>> Map(const Ref& r, std::string_view expected) const;
   absl::StatusOr<std::string> Str(const Ref& r, std::string_view expected = "a string") const;
   absl::StatusOr<int32_t> Int(const Ref& r) const;
+  absl::StatusOr<bool> Bool(const Ref& r) const;
+  absl::StatusOr<std::vector<Ref>> List(const Ref& r, std::string_view expected) const;
   absl::Status Unknown(const Entry& e, const std::vector<std::string>& allowed) const;
   absl::Status ParseSource(const Ref& r, kiln::v1::ProjectSource* source) const;
   absl::Status ParseEnvironment(const Ref& r, kiln::v1::Project* project) const;
-
+  absl::Status ParseWebhook(const Ref& r, kiln::v1::Project* project) const;
+  absl::Status ParseFilterGroups(const Ref& r, kiln::v1::Project* project) const;
 };
 
 absl::StatusOr<std::vector<Entry>> Parser::Map(const Ref& r, std::string_view expected) const {
@@ -195,6 +280,26 @@ absl::StatusOr<int32_t> Parser::Int(const Ref& r) const {
     return Error(r, StrCat("expected a whole number, got '", text, "'"));
   }
   return value;
+}
+
+absl::StatusOr<bool> Parser::Bool(const Ref& r) const {
+  KILN_ASSIGN_OR_RETURN(std::string text, Str(r, "true or false"));
+  std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "true") return true;
+  if (lower == "false") return false;
+  return Error(r, StrCat("expected true or false, got '", text, "'"));
+}
+
+absl::StatusOr<std::vector<Ref>> Parser::List(const Ref& r, std::string_view expected) const {
+  if (!r.node.IsSequence()) {
+    return Error(r, StrCat("expected ", std::string(expected), ", got ", Describe(r.node)));
+  }
+  std::vector<Ref> items;
+  for (size_t i = 0; i < r.node.size(); ++i) {
+    YAML::Node item = r.node[i];
+    items.push_back(Ref{item, item.IsNull() ? r.mark : item.Mark(), StrCat(r.path, "[", i, "]")});
+  }
+  return items;
 }
 
 absl::Status Parser::Unknown(const Entry& e, const std::vector<std::string>& allowed) const {
@@ -262,15 +367,7 @@ absl::StatusOr<kiln::v1::Project> Parser::Run(const YAML::Node& root) {
     } else if (e.key == "environment") {
       KILN_RETURN_IF_ERROR(ParseEnvironment(v, &p));
     } else if (e.key == "webhook") {
-      KILN_ASSIGN_OR_RETURN(std::vector<Entry> webhook, Map(v, "a map with secret_parameter"));
-      for (const Entry& w : webhook) {
-        if (w.key != "secret_parameter") return Unknown(w, {"secret_parameter"});
-        KILN_ASSIGN_OR_RETURN(*p.mutable_webhook_secret_parameter(),
-                              Str(w.value, "a parameter name"));
-        if (!p.webhook_secret_parameter().empty()) {  // empty: no webhook
-          KILN_RETURN_IF_ERROR(Check(w.value, CheckParameterName(p.webhook_secret_parameter())));
-        }
-      }
+      KILN_RETURN_IF_ERROR(ParseWebhook(v, &p));
     } else {
       return Unknown(e, kKeys);
     }
@@ -289,7 +386,9 @@ absl::StatusOr<kiln::v1::Project> Parser::Run(const YAML::Node& root) {
 }
 
 absl::Status Parser::ParseSource(const Ref& r, kiln::v1::ProjectSource* source) const {
-  static const std::vector<std::string> kKeys = {"type", "location", "branch", "buildspec"};
+  static const std::vector<std::string> kKeys = {"type",      "location",
+                                                 "branch",    "buildspec",
+                                                 "poll_interval_seconds", "credentials_parameter"};
   KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries,
                         Map(r, "a map with type, location, branch, buildspec"));
   source->set_branch("main");
@@ -298,7 +397,18 @@ absl::Status Parser::ParseSource(const Ref& r, kiln::v1::ProjectSource* source) 
   for (const Entry& e : entries) {
     const Ref& v = e.value;
     if (std::find(kKeys.begin(), kKeys.end(), e.key) == kKeys.end()) return Unknown(e, kKeys);
+    if (e.key == "poll_interval_seconds") {
+      KILN_ASSIGN_OR_RETURN(int32_t seconds, Int(v));
+      KILN_RETURN_IF_ERROR(Check(v, CheckPollInterval(seconds)));
+      source->set_poll_interval_seconds(seconds);
+      continue;
+    }
     KILN_ASSIGN_OR_RETURN(std::string value, Str(v));
+    if (e.key == "credentials_parameter") {
+      if (!value.empty()) KILN_RETURN_IF_ERROR(Check(v, CheckParameterName(value)));  // "": none
+      source->set_credentials_parameter(value);
+      continue;
+    }
     if (e.key == "type") {
       have_type = true;
       KILN_RETURN_IF_ERROR(Check(v, CheckSourceType(value)));
@@ -325,12 +435,23 @@ absl::Status Parser::ParseSource(const Ref& r, kiln::v1::ProjectSource* source) 
 
 absl::Status Parser::ParseEnvironment(const Ref& r, kiln::v1::Project* project) const {
   KILN_ASSIGN_OR_RETURN(std::vector<Entry> sections,
-                        Map(r, "a map with variables, parameter_store"));
+                        Map(r, "a map with image, privileged, variables, parameter_store"));
   std::map<std::string, std::string> defined;  // name -> where
   for (const Entry& s : sections) {
+    if (s.key == "image") {
+      KILN_ASSIGN_OR_RETURN(std::string image, Str(s.value, "a Docker image reference"));
+      KILN_RETURN_IF_ERROR(Check(s.value, CheckImage(image)));
+      project->mutable_environment()->set_image(image);
+      continue;
+    }
+    if (s.key == "privileged") {
+      KILN_ASSIGN_OR_RETURN(bool privileged, Bool(s.value));
+      project->mutable_environment()->set_privileged_mode(privileged);
+      continue;
+    }
     bool plaintext = s.key == "variables";
     if (!plaintext && s.key != "parameter_store") {
-      return Unknown(s, {"variables", "parameter_store"});
+      return Unknown(s, {"image", "privileged", "variables", "parameter_store"});
     }
     KILN_ASSIGN_OR_RETURN(std::vector<Entry> vars, Map(s.value, "a map of NAME: value entries"));
     for (const Entry& v : vars) {
@@ -361,11 +482,101 @@ absl::Status Parser::ParseEnvironment(const Ref& r, kiln::v1::Project* project) 
   return absl::OkStatus();
 }
 
+absl::Status Parser::ParseWebhook(const Ref& r, kiln::v1::Project* project) const {
+  KILN_ASSIGN_OR_RETURN(std::vector<Entry> webhook,
+                        Map(r, "a map with secret_parameter, filter_groups"));
+  for (const Entry& w : webhook) {
+    if (w.key == "filter_groups") {
+      KILN_RETURN_IF_ERROR(ParseFilterGroups(w.value, project));
+      continue;
+    }
+    if (w.key != "secret_parameter") return Unknown(w, {"secret_parameter", "filter_groups"});
+    KILN_ASSIGN_OR_RETURN(*project->mutable_webhook_secret_parameter(),
+                          Str(w.value, "a parameter name"));
+    if (!project->webhook_secret_parameter().empty()) {  // empty: no webhook
+      KILN_RETURN_IF_ERROR(Check(w.value, CheckParameterName(project->webhook_secret_parameter())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// filter_groups: a list of groups, each a list of {type, pattern, exclude_matched_pattern} maps.
+absl::Status Parser::ParseFilterGroups(const Ref& r, kiln::v1::Project* project) const {
+  static const std::vector<std::string> kKeys = {"type", "pattern", "exclude_matched_pattern"};
+  KILN_ASSIGN_OR_RETURN(std::vector<Ref> groups,
+                        List(r, "a list of filter groups (each a list of filters)"));
+  for (const Ref& g : groups) {
+    KILN_ASSIGN_OR_RETURN(std::vector<Ref> filters,
+                          List(g, "a filter group: a list of {type, pattern} filters"));
+    WebhookFilterGroup* group = project->add_webhook_filter_groups();
+    for (const Ref& f : filters) {
+      KILN_ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                            Map(f, "a filter {type, pattern, exclude_matched_pattern}"));
+      WebhookFilter* filter = group->add_filters();
+      const Ref* pattern_ref = nullptr;
+      bool have_type = false;
+      for (const Entry& e : entries) {
+        if (e.key == "type") {
+          KILN_ASSIGN_OR_RETURN(std::string name, Str(e.value, "a filter type"));
+          WebhookFilter::Type type = WebhookFilter::UNKNOWN;
+          if (!WebhookFilter::Type_Parse(name, &type) || type == WebhookFilter::UNKNOWN) {
+            return Error(e.value, StrCat("'", name,
+                                         "' is not a filter type; use EVENT, HEAD_REF, BASE_REF, "
+                                         "FILE_PATH, COMMIT_MESSAGE or ACTOR_ACCOUNT_ID"));
+          }
+          filter->set_type(type);
+          have_type = true;
+        } else if (e.key == "pattern") {
+          KILN_ASSIGN_OR_RETURN(*filter->mutable_pattern(), Str(e.value, "a pattern"));
+          pattern_ref = &e.value;
+        } else if (e.key == "exclude_matched_pattern") {
+          KILN_ASSIGN_OR_RETURN(bool exclude, Bool(e.value));
+          filter->set_exclude_matched_pattern(exclude);
+        } else {
+          return Unknown(e, kKeys);
+        }
+      }
+      if (!have_type) return Error(f.mark, StrCat(f.path, ".type"), "missing; e.g. type: EVENT");
+      if (pattern_ref == nullptr) {
+        return Error(f.mark, StrCat(f.path, ".pattern"),
+                     filter->type() == WebhookFilter::EVENT
+                         ? "missing; list event types such as PUSH, PULL_REQUEST_CREATED"
+                         : "missing; give an RE2 regular expression");
+      }
+      KILN_RETURN_IF_ERROR(
+          Check(*pattern_ref, CheckFilterPattern(filter->type(), filter->pattern())));
+    }
+    KILN_RETURN_IF_ERROR(Check(g, CheckGroupEvents(*group)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FieldError(std::string_view field, const std::string& problem) {
   return absl::InvalidArgumentError(StrCat("project.", std::string(field), ": ", problem));
 }
 
 }  // namespace
+
+const std::vector<std::string>& WebhookEventTypes() {
+  static const std::vector<std::string>* const kTypes = new std::vector<std::string>{
+      "PUSH",
+      "PULL_REQUEST_CREATED",
+      "PULL_REQUEST_UPDATED",
+      "PULL_REQUEST_REOPENED",
+      "PULL_REQUEST_MERGED",
+      "PULL_REQUEST_CLOSED"};
+  return *kTypes;
+}
+
+std::vector<std::string> SplitEventPattern(std::string_view pattern) {
+  std::vector<std::string> events;
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(pattern.data(), pattern.size()), ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!part.empty()) events.emplace_back(part);
+  }
+  return events;
+}
 
 absl::StatusOr<kiln::v1::Project> ParseProjectYaml(std::string_view yaml_text,
                                                    std::string_view file_name) {
@@ -414,6 +625,17 @@ absl::Status ValidateProject(const kiln::v1::Project& project) {
   if (!(problem = CheckBuildspecPath(source.buildspec())).empty()) {
     return FieldError("source.buildspec", problem);
   }
+  if (!(problem = CheckPollInterval(source.poll_interval_seconds())).empty()) {
+    return FieldError("source.poll_interval_seconds", problem);
+  }
+  if (!source.credentials_parameter().empty() &&
+      !(problem = CheckParameterName(source.credentials_parameter())).empty()) {
+    return FieldError("source.credentials_parameter", problem);
+  }
+  if (!project.environment().image().empty() &&
+      !(problem = CheckImage(project.environment().image())).empty()) {
+    return FieldError("environment.image", problem);
+  }
   if (!(problem = CheckLimit(project.concurrent_build_limit())).empty()) {
     return FieldError("concurrent_build_limit", problem);
   }
@@ -456,6 +678,21 @@ absl::Status ValidateProject(const kiln::v1::Project& project) {
   if (!project.webhook_secret_parameter().empty() &&
       !(problem = CheckParameterName(project.webhook_secret_parameter())).empty()) {
     return FieldError("webhook_secret_parameter", problem);
+  }
+  for (int g = 0; g < project.webhook_filter_groups_size(); ++g) {
+    const WebhookFilterGroup& group = project.webhook_filter_groups(g);
+    const std::string group_field = StrCat("webhook_filter_groups[", g, "]");
+    for (int f = 0; f < group.filters_size(); ++f) {
+      const WebhookFilter& filter = group.filters(f);
+      const std::string field = StrCat(group_field, ".filters[", f, "]");
+      if (!(problem = CheckFilterType(filter.type())).empty()) {
+        return FieldError(StrCat(field, ".type"), problem);
+      }
+      if (!(problem = CheckFilterPattern(filter.type(), filter.pattern())).empty()) {
+        return FieldError(StrCat(field, ".pattern"), problem);
+      }
+    }
+    if (!(problem = CheckGroupEvents(group)).empty()) return FieldError(group_field, problem);
   }
   return absl::OkStatus();
 }

@@ -283,6 +283,10 @@ PhaseResult BuildExecutor::RunPhase(BuildPhaseType::Value phase, bool build_succ
       case BuildPhaseType::BUILD:
       case BuildPhaseType::POST_BUILD:
         outcome = RunCommandPhase(phase, build_succeeding);
+        if (phase == BuildPhaseType::POST_BUILD &&
+            (outcome.status == BuildStatus::SUCCEEDED || outcome.status == BuildStatus::FAILED)) {
+          CaptureExportedVariables(&result);
+        }
         break;
       case BuildPhaseType::UPLOAD_ARTIFACTS:
         outcome = UploadArtifacts(&result);
@@ -352,8 +356,10 @@ BuildExecutor::Outcome BuildExecutor::DownloadSource(PhaseResult* result) {
       masker_.AddSecret(credentials_.substr(colon + 1));
     }
   }
+  const int64_t pr = job_.webhook().pull_request_number();
   absl::StatusOr<std::string> commit = CloneAndCheckout(
-      source.location(), requested, src_dir_, [this] { return CheckStopped(); }, credentials_);
+      source.location(), requested, src_dir_, [this] { return CheckStopped(); }, credentials_,
+      pr > 0 ? absl::StrCat("refs/pull/", pr, "/head") : "");
   if (CheckStopped()) return StopOutcome();
   if (!commit.ok())
     return Outcome::Of(BuildStatus::FAILED, "CLIENT_ERROR", std::string(commit.status().message()));
@@ -744,23 +750,14 @@ BuildExecutor::Outcome BuildExecutor::UploadArtifacts(PhaseResult* result) {
   return {};
 }
 
-BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result, bool build_succeeding) {
-  // §1.11: the cache is saved after a successful build.
-  if (cache_spec_.has_value() && build_succeeding && !CheckStopped()) {
-    absl::StatusOr<CacheSaveResult> r =
-        options_.cache->Save(job_.project_name(), *cache_spec_, src_dir_);
-    if (r.ok()) {
-      for (const std::string& line : r->log_lines) Log(line);
-      result->set_cache_saved(r->saved);
-    } else {
-      Log(absl::StrCat("Warning: cache save failed: ", r.status().message()));
-    }
-  }
+void BuildExecutor::CaptureExportedVariables(PhaseResult* result) {
+  exported_captured_ = true;
   if (spec_.has_value() && !spec_->exported_variables.empty() && !CheckStopped()) {
     // Parameter-store values are never exported (reference §1.4): the buildspec's own are refused by
     // the parser; the project's are skipped here.
     std::set<std::string> secret_names;
     for (const auto& [name, param] : spec_->parameter_store) secret_names.insert(name);
+    for (const auto& [name, ref] : spec_->secrets_manager) secret_names.insert(name);
     for (const auto& v : job_.environment_variables()) {
       if (v.type() == kiln::v1::EnvironmentVariable::PARAMETER_STORE) secret_names.insert(v.name());
     }
@@ -786,6 +783,23 @@ BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result, bool build_s
       }
     }
   }
+}
+
+BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result, bool build_succeeding) {
+  // §1.11: the cache is saved after a successful build.
+  if (cache_spec_.has_value() && build_succeeding && !CheckStopped()) {
+    absl::StatusOr<CacheSaveResult> r =
+        options_.cache->Save(job_.project_name(), *cache_spec_, src_dir_);
+    if (r.ok()) {
+      for (const std::string& line : r->log_lines) Log(line);
+      result->set_cache_saved(r->saved);
+    } else {
+      Log(absl::StrCat("Warning: cache save failed: ", r.status().message()));
+    }
+  }
+  // Exported variables are frozen at the end of POST_BUILD (§1.4); a build that never reached
+  // POST_BUILD exports what its shell holds now.
+  if (!exported_captured_) CaptureExportedVariables(result);
   DiscardShell();
   RemoveBuildContainer();
   return {};

@@ -21,12 +21,20 @@
 //                     shell that dies (`exit 3`) fails its command and is replaced by one restored
 //                     from the last saved exported environment and cwd. 0.1 runs each command in a
 //                     fresh shell from the initial environment in CODEBUILD_SRC_DIR.
-//   UPLOAD_ARTIFACTS  warns that Kiln does not upload artifacts yet; SUCCEEDED.
-//   FINALIZING        reads env.exported-variables from the shell (exported or plain variables;
-//   unset
-//                     ones omitted) into PhaseResult.exported_variables, stops the shell;
-//                     SUCCEEDED. Runs even after Stop() or a timeout (then without exported
-//                     variables).
+//                     At the end of POST_BUILD the env.exported-variables are frozen (§1.4):
+//                     read from the shell (exported or plain; unset ones omitted) into
+//                     PhaseResult.exported_variables. INSTALL first restores the buildspec cache
+//                     (Options::cache, keys evaluated by the shell).
+//   UPLOAD_ARTIFACTS  parses `reports` (JUnit XML) into PhaseResult.reports, then zips each
+//                     artifact set selected from CODEBUILD_SRC_DIR (artifact_files.h; no match:
+//                     FAILED, CLIENT_ERROR) and uploads it with Options::upload_artifact (failure:
+//                     FAILED with the reason) into PhaseResult.artifacts.
+//   FINALIZING        freezes exported variables if POST_BUILD never ran, saves the cache after a
+//                     successful build (PhaseResult.cache_saved), stops the shell and removes a
+//                     build container; SUCCEEDED. Runs even after Stop() or a timeout.
+// run-as (build or phase level): the phase's shell runs as that user (setpriv; docker exec -u in a
+// build container), which is given the workspace. environment.image: the shells run in a container
+// of the image (container.h) with the workspace bind-mounted at the same path.
 // The shell is bash (--noprofile --norc) unless env.shell is /bin/sh.
 //
 // Output: every byte (command output and Kiln's own "[Container] YYYY/MM/DD HH:MM:SS.ffffff <text>"
@@ -134,6 +142,8 @@ class BuildExecutor {
   std::string Evaluate(const std::string& text, const std::string& what);
   void RestoreCache();
   void CollectReports(kiln::v1::PhaseResult* result);
+  // Reads env.exported-variables from the shell into result->exported_variables (once per build).
+  void CaptureExportedVariables(kiln::v1::PhaseResult* result);
   Outcome StopOutcome();
   // Runs one command (0.2: in the persistent shell; 0.1: in a fresh one). `internal` commands are
   // Kiln's own (not logged).
@@ -165,6 +175,7 @@ class BuildExecutor {
   bool at_line_start_ = true;
   std::optional<common::Buildspec> spec_;
   std::optional<common::BuildspecCache> cache_spec_;  // keys evaluated before INSTALL
+  bool exported_captured_ = false;
   std::string credentials_;  // source.credentials_parameter's value, "user:password"
   std::vector<std::string> initial_env_;  // NAME=value
   std::string shell_path_;

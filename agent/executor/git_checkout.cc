@@ -55,7 +55,8 @@ int Credentials(git_credential** out, const char*, const char*, unsigned int all
 absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
                                              const std::string& version, const std::string& dest,
                                              const std::function<bool()>& cancelled,
-                                             const std::string& credentials) {
+                                             const std::string& credentials,
+                                             const std::string& extra_ref) {
   static std::once_flag init;
   std::call_once(init, [] { git_libgit2_init(); });  // never shut down: other threads may use it
 
@@ -70,6 +71,18 @@ absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
   Repo repo(raw_repo);
   if (rc == GIT_EUSER || (cancelled && cancelled())) return absl::CancelledError("clone cancelled");
   if (rc < 0) return absl::UnavailableError(absl::StrCat("git clone failed: ", LastGitError()));
+  if (!extra_ref.empty()) {
+    git_remote* remote = nullptr;
+    if (git_remote_lookup(&remote, repo.get(), "origin") == 0) {
+      std::string spec = absl::StrCat("+", extra_ref, ":refs/kiln/extra");
+      char* specs[] = {spec.data()};
+      git_strarray refspecs = {specs, 1};
+      git_fetch_options fetch_opts = GIT_FETCH_OPTIONS_INIT;
+      fetch_opts.callbacks = clone_opts.fetch_opts.callbacks;
+      (void)git_remote_fetch(remote, &refspecs, &fetch_opts, nullptr);  // absent ref: no error
+      git_remote_free(remote);
+    }
+  }
 
   std::vector<std::string> candidates;
   if (version.empty()) {

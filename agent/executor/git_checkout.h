@@ -20,11 +20,14 @@ namespace kiln::agent {
 // Errors: NotFound (version unknown), InvalidArgument (version ambiguous or not a commit),
 // Unavailable (clone failed), Cancelled (`cancelled` said so), Internal (checkout failed).
 // `credentials` ("username:password", may be empty) answer an HTTP(S) server's authentication
-// request (once; a rejected pair fails the clone).
+// request (once; a rejected pair fails the clone). `extra_ref` (may be empty), e.g.
+// "refs/pull/42/head", is fetched after the clone when the remote has it: a pull request's head
+// commit may exist only there.
 absl::StatusOr<std::string> CloneAndCheckout(const std::string& location,
                                              const std::string& version, const std::string& dest,
                                              const std::function<bool()>& cancelled,
-                                             const std::string& credentials = "");
+                                             const std::string& credentials = "",
+                                             const std::string& extra_ref = "");
 
 }  // namespace kiln::agent
 

@@ -15,9 +15,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/http/webhook_filter.h"
 #include "nlohmann/json.hpp"
 
 namespace kiln::coordinator {
@@ -27,6 +29,9 @@ using nlohmann::json;
 
 constexpr std::string_view kSignaturePrefix = "sha256=";
 constexpr std::string_view kZeroSha = "0000000000000000000000000000000000000000";
+// Bounds on what a recorded delivery keeps of untrusted input.
+constexpr size_t kMaxHeaderChars = 128;
+constexpr size_t kMaxReasonBytes = 4096;
 
 absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
@@ -87,30 +92,90 @@ absl::Status ReadBool(const json& obj, const char* key, bool* out) {
 }
 
 // Reads an optional object field; *out is nullptr when absent or null.
-absl::Status ReadObject(const json& obj, const char* key, bool required, const json** out) {
+absl::Status ReadObject(const json& obj, const char* key, bool required, const json** out,
+                        std::string_view where = "") {
   *out = nullptr;
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
-    if (required) return absl::InvalidArgumentError(absl::StrCat("missing field \"", key, "\""));
+    if (required) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing field \"", AbslView(where), key, "\""));
+    }
     return absl::OkStatus();
   }
   if (!it->is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("field \"", key, "\" must be an object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("field \"", AbslView(where), key, "\" must be an object"));
   }
   *out = &*it;
   return absl::OkStatus();
 }
 
+// Appends the URLs of the repository object obj[key] (where = its path for messages) to
+// d->repository_urls, skipping ones already there.
+absl::Status ReadRepositoryUrls(const json& obj, const char* key, std::string_view where,
+                                bool required, GitHubDelivery* d, const json** repo_out = nullptr) {
+  const json* repo = nullptr;
+  KILN_RETURN_IF_ERROR(ReadObject(obj, key, required, &repo, where));
+  if (repo_out != nullptr) *repo_out = repo;
+  if (repo == nullptr) return absl::OkStatus();
+  const std::string prefix = absl::StrCat(AbslView(where), key, ".");
+  for (const char* url_key : {"clone_url", "ssh_url", "git_url", "html_url", "svn_url"}) {
+    std::string url;
+    KILN_RETURN_IF_ERROR(ReadString(*repo, url_key, false, &url, prefix));
+    if (!url.empty() && std::find(d->repository_urls.begin(), d->repository_urls.end(), url) ==
+                            d->repository_urls.end()) {
+      d->repository_urls.push_back(std::move(url));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadRepository(const json& doc, bool required, GitHubDelivery* d) {
   const json* repo = nullptr;
-  KILN_RETURN_IF_ERROR(ReadObject(doc, "repository", required, &repo));
+  KILN_RETURN_IF_ERROR(ReadRepositoryUrls(doc, "repository", "", required, d, &repo));
   if (repo == nullptr) return absl::OkStatus();
-  for (const char* key : {"clone_url", "ssh_url", "git_url", "html_url", "svn_url"}) {
-    std::string url;
-    KILN_RETURN_IF_ERROR(ReadString(*repo, key, false, &url, "repository."));
-    if (!url.empty()) d->repository_urls.push_back(std::move(url));
-  }
   return ReadString(*repo, "full_name", false, &d->repository_full_name, "repository.");
+}
+
+absl::Status ReadHeadCommitMessage(const json& doc, GitHubDelivery* d) {
+  const json* head = nullptr;
+  KILN_RETURN_IF_ERROR(ReadObject(doc, "head_commit", false, &head));
+  if (head == nullptr) return absl::OkStatus();
+  return ReadString(*head, "message", false, &d->head_commit_message, "head_commit.");
+}
+
+// pull_request events (reference §2.1): action, number, head/base branches and the head sha.
+absl::Status ReadPullRequest(const json& doc, GitHubDelivery* d) {
+  KILN_RETURN_IF_ERROR(ReadString(doc, "action", true, &d->action));
+  auto number = doc.find("number");
+  if (number == doc.end() || number->is_null()) {
+    return absl::InvalidArgumentError("missing field \"number\"");
+  }
+  if (!number->is_number_integer() || number->get<int64_t>() <= 0) {
+    return absl::InvalidArgumentError("field \"number\" must be a positive integer");
+  }
+  d->pull_request_number = number->get<int64_t>();
+  const json* pr = nullptr;
+  KILN_RETURN_IF_ERROR(ReadObject(doc, "pull_request", true, &pr));
+  auto merged = pr->find("merged");
+  if (merged != pr->end() && !merged->is_null()) {
+    if (!merged->is_boolean()) {
+      return absl::InvalidArgumentError("field \"pull_request.merged\" must be a boolean");
+    }
+    d->pull_request_merged = merged->get<bool>();
+  }
+  const json* head = nullptr;
+  const json* base = nullptr;
+  KILN_RETURN_IF_ERROR(ReadObject(*pr, "head", true, &head, "pull_request."));
+  KILN_RETURN_IF_ERROR(ReadObject(*pr, "base", true, &base, "pull_request."));
+  KILN_RETURN_IF_ERROR(ReadString(*head, "ref", true, &d->pr_head_ref, "pull_request.head."));
+  KILN_RETURN_IF_ERROR(ReadString(*head, "sha", true, &d->pr_head_sha, "pull_request.head."));
+  KILN_RETURN_IF_ERROR(ReadString(*base, "ref", true, &d->pr_base_ref, "pull_request.base."));
+  KILN_RETURN_IF_ERROR(ReadString(doc, "before", false, &d->before));
+  KILN_RETURN_IF_ERROR(ReadRepository(doc, /*required=*/false, d));
+  KILN_RETURN_IF_ERROR(ReadRepositoryUrls(*base, "repo", "pull_request.base.", false, d));
+  return ReadHeadCommitMessage(doc, d);
 }
 
 absl::Status ReadSender(const json& doc, GitHubDelivery* d) {
@@ -138,12 +203,7 @@ absl::Status ReadPush(const json& doc, GitHubDelivery* d) {
   KILN_RETURN_IF_ERROR(ReadBool(doc, "forced", &d->forced));
   if (d->after == kZeroSha) d->deleted = true;
   KILN_RETURN_IF_ERROR(ReadRepository(doc, /*required=*/true, d));
-
-  const json* head = nullptr;
-  KILN_RETURN_IF_ERROR(ReadObject(doc, "head_commit", false, &head));
-  if (head != nullptr) {
-    KILN_RETURN_IF_ERROR(ReadString(*head, "message", false, &d->head_commit_message, "head_commit."));
-  }
+  KILN_RETURN_IF_ERROR(ReadHeadCommitMessage(doc, d));
 
   auto commits = doc.find("commits");
   if (commits == doc.end() || commits->is_null()) return absl::OkStatus();
@@ -284,6 +344,53 @@ void HmacSha256(std::string_view body, std::string_view secret, unsigned char ma
   }
 }
 
+// A header value as recorded: printable ASCII only (others become '?'), at most kMaxHeaderChars.
+// Headers are untrusted, and proto3 strings must be valid UTF-8.
+std::string CleanHeader(std::string_view v) {
+  std::string out(v.substr(0, kMaxHeaderChars));
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+// `s` cut to at most `max` bytes on a UTF-8 character boundary.
+std::string CutUtf8(std::string s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  s.resize(n);
+  return s;
+}
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* ts) {
+  const int64_t seconds = absl::ToUnixSeconds(t);
+  ts->set_seconds(seconds);
+  ts->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(seconds)) / absl::Nanoseconds(1)));
+}
+
+// The project of a build id "<project>:<uuid>".
+std::string ProjectOfBuild(const std::string& build_id) {
+  return build_id.substr(0, build_id.find(':'));
+}
+
+kiln::v1::WebhookTrigger TriggerFor(const GitHubDelivery& d, const WebhookEvent& e) {
+  kiln::v1::WebhookTrigger t;
+  t.set_event(e.type);
+  t.set_head_ref(e.head_ref);
+  t.set_prev_commit(d.before);
+  t.set_actor_account_id(d.sender_id);
+  t.set_delivery_id(d.delivery_id);
+  if (d.event == "pull_request") {
+    t.set_base_ref(e.base_ref);
+    t.set_trigger(absl::StrCat("pr/", d.pull_request_number));
+    t.set_pull_request_number(d.pull_request_number);
+  } else {
+    t.set_trigger(TriggerName(d.ref));
+  }
+  return t;
+}
+
 }  // namespace
 
 std::string ComputeGitHubSignature(std::string_view body, std::string_view secret) {
@@ -327,6 +434,8 @@ absl::StatusOr<GitHubDelivery> ParseGitHubDelivery(std::string_view event_header
   d.delivery_id = std::string(delivery_header);
   if (d.event == "push") {
     KILN_RETURN_IF_ERROR(ReadPush(doc, &d));
+  } else if (d.event == "pull_request") {
+    KILN_RETURN_IF_ERROR(ReadPullRequest(doc, &d));
   } else if (d.event == "ping") {
     if (!doc.contains("zen") && !doc.contains("hook_id")) {
       return absl::InvalidArgumentError("ping payload has neither \"zen\" nor \"hook_id\"");
@@ -351,18 +460,44 @@ bool BranchMatches(const kiln::v1::ProjectSource& source, const GitHubDelivery& 
   return d.ref == "refs/heads/" + branch;
 }
 
-WebhookProcessor::WebhookProcessor(WebhookBackend* backend, size_t dedupe_capacity)
-    : backend_(backend), dedupe_capacity_(dedupe_capacity) {}
+WebhookProcessor::WebhookProcessor(WebhookBackend* backend, WebhookDeliveryLog* deliveries,
+                                   const common::Clock* clock)
+    : backend_(backend), deliveries_(deliveries), clock_(clock) {}
 
 HttpResult WebhookProcessor::HandleGitHub(const std::map<std::string, std::string>& lowercase_headers,
                                           std::string_view body) {
+  Pending pending;
+  pending.record.set_delivery_id(CleanHeader(Header(lowercase_headers, "x-github-delivery")));
+  pending.record.set_github_event(CleanHeader(Header(lowercase_headers, "x-github-event")));
+  SetTimestamp(clock_->Now(), pending.record.mutable_received());
+  HttpResult result = Process(lowercase_headers, body, &pending);
+  pending.record.set_http_status(result.status);
+  pending.record.set_reason(CutUtf8(pending.record.reason(), kMaxReasonBytes));
+  // Recorded before the delivery id leaves the in-flight set, so a redelivery finds the builds.
+  if (absl::Status s = deliveries_->Record(pending.record, pending.options); !s.ok()) {
+    KILN_LOG(ERROR) << "webhook: cannot record delivery " << pending.record.delivery_id() << ": " << s;
+  }
+  if (pending.in_flight) EndDelivery(pending.record.delivery_id());
+  return result;
+}
+
+HttpResult WebhookProcessor::Process(const std::map<std::string, std::string>& lowercase_headers,
+                                     std::string_view body, Pending* pending) {
+  kiln::v1::WebhookDelivery& record = pending->record;
+  // Answers with `message`, which is also the recorded reason.
+  const auto reject = [&record](int status, const std::string& message,
+                                json extra = json::object()) {
+    record.set_reason(message);
+    return Answer(status, message, std::move(extra));
+  };
+  const json no_builds = {{"builds", json::array()}};
   const std::string event = Header(lowercase_headers, "x-github-event");
-  if (!IsEventName(event)) return Answer(400, "missing or invalid X-GitHub-Event header");
+  if (!IsEventName(event)) return reject(400, "missing or invalid X-GitHub-Event header");
 
   absl::StatusOr<std::vector<kiln::v1::Project>> projects = backend_->ListProjects();
   if (!projects.ok()) {
     KILN_LOG(ERROR) << "webhook: cannot list projects: " << projects.status();
-    return Answer(503, "cannot list projects; retry later");
+    return reject(503, "cannot list projects; retry later");
   }
   // §2.3: the signature is checked over the exact body bytes *before* anything parses them, so an
   // unauthenticated sender cannot make the coordinator parse (and allocate for) arbitrary JSON. Only
@@ -384,84 +519,118 @@ HttpResult WebhookProcessor::HandleGitHub(const std::map<std::string, std::strin
     if (VerifyGitHubSignature(body, *secret, signature)) authenticated.push_back(p);
   }
   if (authenticated.empty()) {
-    if (secret_unreadable) return Answer(503, "cannot read the webhook secret; retry later");
-    KILN_LOG(WARNING) << "webhook: delivery " << Header(lowercase_headers, "x-github-delivery") << " ("
-                      << event << ") rejected: no project's secret verifies its signature";
+    if (secret_unreadable) return reject(503, "cannot read the webhook secret; retry later");
+    KILN_LOG(WARNING) << "webhook: delivery " << record.delivery_id() << " (" << event
+                      << ") rejected: no project's secret verifies its signature";
+    record.set_reason("signature mismatch");
     return Answer(401, "invalid or missing X-Hub-Signature-256");
   }
 
   absl::StatusOr<GitHubDelivery> d =
-      ParseGitHubDelivery(event, Header(lowercase_headers, "x-github-delivery"),
-                          Header(lowercase_headers, "content-type"), body);
-  if (!d.ok()) return Answer(400, std::string(d.status().message()));
+      ParseGitHubDelivery(event, record.delivery_id(), Header(lowercase_headers, "content-type"), body);
+  if (!d.ok()) return reject(400, std::string(d.status().message()));
+  const WebhookEvent filter_event = WebhookEventFromGitHub(*d);
+  record.set_event_type(filter_event.type);
+  if (!d->repository_urls.empty()) record.set_repository(d->repository_urls.front());
+  record.set_head_ref(filter_event.head_ref);
+  record.set_commit(d->event == "pull_request" ? d->pr_head_sha : d->after);
+
+  // Redelivery: carry the builds recorded for this delivery id into this record.
+  if (!d->delivery_id.empty()) {
+    if (!BeginDelivery(d->delivery_id)) {
+      return reject(202, absl::StrCat("delivery ", d->delivery_id, " is already being processed"),
+                    no_builds);
+    }
+    pending->in_flight = true;
+    absl::StatusOr<std::optional<kiln::v1::WebhookDelivery>> previous =
+        deliveries_->Find(d->delivery_id);
+    if (!previous.ok()) {
+      KILN_LOG(ERROR) << "webhook: cannot read recorded deliveries: " << previous.status();
+      return reject(503, "cannot read recorded deliveries; retry later");
+    }
+    if (previous->has_value()) *record.mutable_build_ids() = (*previous)->build_ids();
+    pending->options.index_delivery_id = true;
+  }
+
   std::vector<kiln::v1::Project> candidates;
   for (const kiln::v1::Project& p : authenticated) {
-    if (RepositoryMatches(p.source(), *d)) candidates.push_back(p);
+    if (RepositoryMatches(p.source(), *d)) {
+      candidates.push_back(p);
+      pending->options.evaluated_projects.push_back(p.name());
+    }
   }
-  if (candidates.empty()) {
-    return Answer(202, "no project matches this repository", {{"builds", json::array()}});
+  if (candidates.empty()) return reject(202, "no project matches this repository", no_builds);
+  if (d->event == "ping") {
+    record.set_reason("ping");
+    return Answer(200, "pong");
   }
-  if (d->event == "ping") return Answer(200, "pong");
-  if (d->event == "push") return HandlePush(*d, candidates);
-  return Answer(202, absl::StrCat("event \"", event, "\" not handled yet"), {{"builds", json::array()}});
+  if (filter_event.type.empty()) {
+    return reject(202,
+                  absl::StrCat("event \"", event, "\"",
+                               d->action.empty() ? "" : absl::StrCat(" (action \"", d->action, "\")"),
+                               " does not trigger builds"),
+                  no_builds);
+  }
+  return StartBuilds(*d, filter_event, candidates, pending);
 }
 
-HttpResult WebhookProcessor::HandlePush(const GitHubDelivery& d,
-                                        const std::vector<kiln::v1::Project>& projects) {
-  if (d.deleted) {
-    return Answer(202, absl::StrCat(d.ref, " was deleted; nothing to build"), {{"builds", json::array()}});
-  }
+HttpResult WebhookProcessor::StartBuilds(const GitHubDelivery& d, const WebhookEvent& event,
+                                         const std::vector<kiln::v1::Project>& projects,
+                                         Pending* pending) {
+  kiln::v1::WebhookDelivery& record = pending->record;
   std::vector<const kiln::v1::Project*> matching;
+  std::vector<std::string> notes;  // why a project was skipped or could not build
   for (const kiln::v1::Project& p : projects) {
-    if (BranchMatches(p.source(), d)) matching.push_back(&p);
+    FilterDecision decision = EvaluateFilterGroups(p, event);
+    if (decision.build) {
+      matching.push_back(&p);
+      record.add_matched_projects(p.name());
+    } else {
+      notes.push_back(absl::StrCat(p.name(), ": ", decision.reason));
+    }
   }
   if (matching.empty()) {
-    return Answer(202, absl::StrCat("no project builds ", d.ref), {{"builds", json::array()}});
+    const std::string reason = absl::StrCat("no project matched: ", absl::StrJoin(notes, "; "));
+    record.set_reason(reason);
+    return Answer(202, reason, {{"builds", json::array()}});
   }
 
-  ProjectBuilds builds;
-  if (!BeginDelivery(d.delivery_id, &builds)) {
-    return Answer(202, absl::StrCat("delivery ", d.delivery_id, " is already being processed"),
-                  {{"builds", json::array()}});
-  }
-  const size_t reused = builds.size();
-  kiln::v1::WebhookTrigger trigger;
-  trigger.set_event("PUSH");
-  trigger.set_head_ref(d.ref);
-  trigger.set_prev_commit(d.before);
-  trigger.set_actor_account_id(d.sender_id);
-  trigger.set_trigger(TriggerName(d.ref));
-  trigger.set_delivery_id(d.delivery_id);
-
+  const size_t reused = record.build_ids_size();
+  const kiln::v1::WebhookTrigger trigger = TriggerFor(d, event);
+  const std::string& version = d.event == "pull_request" ? d.pr_head_sha : d.after;
   json errors = json::array();
   std::vector<absl::StatusCode> codes;
   for (const kiln::v1::Project* p : matching) {
-    bool done = std::any_of(builds.begin(), builds.end(),
-                            [&](const auto& b) { return b.first == p->name(); });
+    bool done = std::any_of(record.build_ids().begin(), record.build_ids().end(),
+                            [&](const std::string& id) { return ProjectOfBuild(id) == p->name(); });
     if (done) continue;
-    absl::StatusOr<std::string> id = backend_->StartBuild(*p, d.after, trigger);
+    absl::StatusOr<std::string> id = backend_->StartBuild(*p, version, trigger);
     if (id.ok()) {
       KILN_LOG(INFO) << "webhook: delivery " << d.delivery_id << " started build " << *id;
-      builds.emplace_back(p->name(), *id);
+      record.add_build_ids(*id);
     } else {
       codes.push_back(id.status().code());
+      notes.push_back(absl::StrCat(p->name(), ": ", absl::StatusCodeToString(id.status().code()),
+                                   ": ", id.status().message()));
       errors.push_back({{"project", p->name()},
                         {"code", absl::StatusCodeToString(id.status().code())},
                         {"message", std::string(id.status().message())}});
     }
   }
-  EndDelivery(d.delivery_id, builds);
 
   json extra = {{"builds", json::array()}};
-  for (const auto& b : builds) extra["builds"].push_back(b.second);
+  for (const std::string& id : record.build_ids()) extra["builds"].push_back(id);
   if (!errors.empty()) extra["errors"] = errors;
-  if (!builds.empty()) {
+  const size_t builds = record.build_ids_size();
+  if (builds > 0) {
+    if (builds == reused) notes.insert(notes.begin(), "duplicate delivery");
+    record.set_reason(absl::StrJoin(notes, "; "));
     std::string message =
-        builds.size() == reused
-            ? absl::StrCat("delivery ", d.delivery_id, " was already processed")
-            : absl::StrCat("started ", builds.size() - reused, " build(s)");
+        builds == reused ? absl::StrCat("delivery ", d.delivery_id, " was already processed")
+                         : absl::StrCat("started ", builds - reused, " build(s)");
     return Answer(200, message, std::move(extra));
   }
+  record.set_reason(absl::StrCat("no build could be started: ", absl::StrJoin(notes, "; ")));
   int status = HttpStatusFor(codes.front());
   for (absl::StatusCode c : codes) {
     if (HttpStatusFor(c) != status) status = 500;
@@ -469,34 +638,14 @@ HttpResult WebhookProcessor::HandlePush(const GitHubDelivery& d,
   return Answer(status, "no build could be started", std::move(extra));
 }
 
-bool WebhookProcessor::BeginDelivery(const std::string& delivery_id, ProjectBuilds* previous) {
-  if (delivery_id.empty()) return true;
+bool WebhookProcessor::BeginDelivery(const std::string& delivery_id) {
   absl::MutexLock lock(&mu_);
-  if (!in_flight_.insert(delivery_id).second) return false;
-  auto it = recorded_.find(delivery_id);
-  if (it != recorded_.end()) {
-    *previous = it->second.first;
-    lru_.splice(lru_.begin(), lru_, it->second.second);
-  }
-  return true;
+  return in_flight_.insert(delivery_id).second;
 }
 
-void WebhookProcessor::EndDelivery(const std::string& delivery_id, const ProjectBuilds& builds) {
-  if (delivery_id.empty()) return;
+void WebhookProcessor::EndDelivery(const std::string& delivery_id) {
   absl::MutexLock lock(&mu_);
   in_flight_.erase(delivery_id);
-  if (builds.empty() || dedupe_capacity_ == 0) return;
-  auto it = recorded_.find(delivery_id);
-  if (it != recorded_.end()) {
-    it->second.first = builds;
-    return;
-  }
-  lru_.push_front(delivery_id);
-  recorded_.emplace(delivery_id, std::make_pair(builds, lru_.begin()));
-  if (recorded_.size() > dedupe_capacity_) {
-    recorded_.erase(lru_.back());
-    lru_.pop_back();
-  }
 }
 
 }  // namespace kiln::coordinator

@@ -3,14 +3,18 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/http/webhook.h"
+#include "coordinator/http/webhook_deliveries.h"
 #include "coordinator/logs/log_store.h"
 #include "coordinator/params/parameter_store.h"
+#include "coordinator/poller/source_poller.h"
 #include "coordinator/service/services.h"
 #include "coordinator/store/rocksdb_store.h"
 #include "grpcpp/grpcpp.h"
@@ -19,10 +23,11 @@ namespace kiln::coordinator {
 
 namespace {
 
-// Webhook deliveries start builds through the controller.
+// Webhook deliveries and source polls start builds through the controller.
 class ControllerWebhookBackend final : public WebhookBackend {
  public:
-  explicit ControllerWebhookBackend(BuildController* c) : c_(c) {}
+  ControllerWebhookBackend(BuildController* c, std::string initiator)
+      : c_(c), initiator_(std::move(initiator)) {}
   absl::StatusOr<std::vector<kiln::v1::Project>> ListProjects() override { return c_->ListProjects(); }
   absl::StatusOr<std::string> GetSecret(const std::string& name) override {
     return c_->GetParameterValue(name);
@@ -32,13 +37,14 @@ class ControllerWebhookBackend final : public WebhookBackend {
     kiln::v1::StartBuildRequest req;
     req.set_project_name(project.name());
     req.set_source_version(version);
-    req.set_initiator("webhook/github");
+    req.set_initiator(initiator_);
     KILN_ASSIGN_OR_RETURN(kiln::v1::Build b, c_->StartBuild(req, &trigger));
     return b.id();
   }
 
  private:
   BuildController* c_;
+  const std::string initiator_;
 };
 
 }  // namespace
@@ -48,11 +54,14 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<LogStore> logs;
   std::unique_ptr<ParameterStore> params;
   std::unique_ptr<ArtifactStore> artifacts;
+  std::unique_ptr<WebhookDeliveryLog> deliveries;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<KilnServiceImpl> kiln_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<ControllerWebhookBackend> webhook_backend;
   std::unique_ptr<WebhookProcessor> webhooks;
+  std::unique_ptr<ControllerWebhookBackend> poll_backend;
+  std::unique_ptr<SourcePoller> poller;
   std::unique_ptr<HttpServer> http;
   absl::Notification stop_ticker;
   std::thread ticker;
@@ -97,7 +106,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
 
   impl.agent_service =
       std::make_unique<AgentServiceImpl>(s->controller_.get(), impl.artifacts.get());
-  impl.kiln_service = std::make_unique<KilnServiceImpl>(s->controller_.get(), impl.artifacts.get());
+  KILN_ASSIGN_OR_RETURN(impl.deliveries, WebhookDeliveryLog::Open(impl.store.get()));
+  impl.kiln_service = std::make_unique<KilnServiceImpl>(s->controller_.get(), impl.artifacts.get(),
+                                                        impl.deliveries.get());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &s->grpc_port_);
   builder.RegisterService(impl.agent_service.get());
@@ -117,8 +128,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   }
 
   if (!options.http_listen.empty()) {
-    impl.webhook_backend = std::make_unique<ControllerWebhookBackend>(s->controller_.get());
-    impl.webhooks = std::make_unique<WebhookProcessor>(impl.webhook_backend.get());
+    impl.webhook_backend =
+        std::make_unique<ControllerWebhookBackend>(s->controller_.get(), "webhook/github");
+    impl.webhooks =
+        std::make_unique<WebhookProcessor>(impl.webhook_backend.get(), impl.deliveries.get());
     HttpServer::Options hopts;
     hopts.listen = options.http_listen;
     HttpServer::Handlers handlers;
@@ -130,6 +143,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     handlers.healthy = [controller] { return controller->Healthy(); };
     KILN_ASSIGN_OR_RETURN(impl.http, HttpServer::Start(hopts, std::move(handlers)));
   }
+
+  impl.poll_backend = std::make_unique<ControllerWebhookBackend>(s->controller_.get(), "poll");
+  SourcePoller::Options poller_options;
+  poller_options.backend = impl.poll_backend.get();
+  poller_options.store = impl.store.get();
+  poller_options.deliveries = impl.deliveries.get();
+  KILN_ASSIGN_OR_RETURN(impl.poller, SourcePoller::Create(poller_options));
+  impl.poller->Start();
 
   BuildController* controller = s->controller_.get();
   const int64_t tick = options.tick_interval_millis;
@@ -148,6 +169,7 @@ void CoordinatorServer::Shutdown() {
   if (impl.shut_down) return;
   impl.shut_down = true;
   if (impl.http) impl.http->Stop();
+  if (impl.poller) impl.poller->Stop();
   if (impl.grpc_server) impl.grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   if (impl.ticker.joinable()) {
     impl.stop_ticker.Notify();

@@ -1,7 +1,7 @@
 // A whole coordinator in one object: RocksDB store, parameter store, log store, build controller,
 // gRPC server (AgentService + KilnService, callback API), HTTP listener (webhooks, /healthz,
-// /metrics) and the ticker thread. Used by kiln-coordinator's main() and by in-process integration
-// tests and benchmarks.
+// /metrics), the recorded webhook deliveries, the source poller (its own thread) and the ticker
+// thread. Used by kiln-coordinator's main() and by in-process integration tests and benchmarks.
 //
 // Data directory layout: <data_dir>/db (RocksDB), <data_dir>/logs (build logs),
 // <data_dir>/secret.key (AES-256 key for secure parameters, mode 0600).

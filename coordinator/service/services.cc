@@ -414,6 +414,20 @@ grpc::ServerUnaryReactor* KilnServiceImpl::ListParameters(grpc::CallbackServerCo
   });
 }
 
+grpc::ServerUnaryReactor* KilnServiceImpl::ListWebhookDeliveries(
+    grpc::CallbackServerContext* ctx, const kiln::v1::ListWebhookDeliveriesRequest* req,
+    kiln::v1::ListWebhookDeliveriesResponse* resp) {
+  auto list = [&]() -> absl::StatusOr<std::vector<kiln::v1::WebhookDelivery>> {
+    if (deliveries_ == nullptr) return absl::FailedPreconditionError("no webhook delivery log");
+    if (req->page_size() < 0) return absl::InvalidArgumentError("page_size must not be negative");
+    const int limit = req->page_size() == 0 ? 50 : std::min(req->page_size(), 1000);
+    return deliveries_->List(req->project_name(), static_cast<size_t>(limit));
+  };
+  return Unary(ctx, list(), [&](auto ds) {
+    for (auto& d : ds) *resp->add_deliveries() = std::move(d);
+  });
+}
+
 grpc::ServerUnaryReactor* KilnServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
                                                       const kiln::v1::ListAgentsRequest* req,
                                                       kiln::v1::ListAgentsResponse* resp) {

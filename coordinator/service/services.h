@@ -9,6 +9,7 @@
 
 #include "coordinator/artifacts/artifact_store.h"
 #include "coordinator/builds/build_controller.h"
+#include "coordinator/http/webhook_deliveries.h"
 #include "kiln/v1/agent.grpc.pb.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -36,8 +37,11 @@ class AgentServiceImpl final : public kiln::v1::AgentService::CallbackService {
 // kiln.v1.KilnService. `controller` must outlive the service and the server it is registered with.
 class KilnServiceImpl final : public kiln::v1::KilnService::CallbackService {
  public:
-  KilnServiceImpl(BuildController* controller, ArtifactStore* artifacts)
-      : controller_(controller), artifacts_(artifacts) {}
+  // `deliveries` (may be null: ListWebhookDeliveries answers FAILED_PRECONDITION) must outlive the
+  // service too.
+  KilnServiceImpl(BuildController* controller, ArtifactStore* artifacts,
+                  WebhookDeliveryLog* deliveries = nullptr)
+      : controller_(controller), artifacts_(artifacts), deliveries_(deliveries) {}
   grpc::ServerUnaryReactor* PutProject(grpc::CallbackServerContext*, const kiln::v1::PutProjectRequest*,
                                        kiln::v1::PutProjectResponse*) override;
   grpc::ServerUnaryReactor* ListProjects(grpc::CallbackServerContext*, const kiln::v1::ListProjectsRequest*,
@@ -62,10 +66,16 @@ class KilnServiceImpl final : public kiln::v1::KilnService::CallbackService {
                                        kiln::v1::ListAgentsResponse*) override;
   grpc::ServerWriteReactor<kiln::v1::GetArtifactResponse>* GetArtifact(
       grpc::CallbackServerContext*, const kiln::v1::GetArtifactRequest*) override;
+  // Newest first; page_size 0 = 50, at most 1000 (larger is capped). INVALID_ARGUMENT for a negative
+  // page_size.
+  grpc::ServerUnaryReactor* ListWebhookDeliveries(grpc::CallbackServerContext*,
+                                                  const kiln::v1::ListWebhookDeliveriesRequest*,
+                                                  kiln::v1::ListWebhookDeliveriesResponse*) override;
 
  private:
   BuildController* controller_;
   ArtifactStore* artifacts_;
+  WebhookDeliveryLog* deliveries_;
 };
 
 }  // namespace kiln::coordinator

@@ -12,6 +12,13 @@
 //   param/<name>                   JSON parameter record (params/parameter_store.h)
 //   agent/<id>                     kiln.v1.AgentInfo
 //   log/<build id>                 JSON log index {size, next_seq} (logs/log_store.h)
+//   webhook-delivery/<n:020>       kiln.v1.WebhookDelivery, n increasing; the newest 10000 are kept
+//                                  (http/webhook_deliveries.h)
+//   webhook-delivery-projects/<n:020>  projects delivery n was evaluated against, '\n'-separated
+//   webhook-delivery-id/<delivery id>  decimal n of the newest authenticated record of that
+//                                  X-GitHub-Delivery (redelivery de-duplication across restarts)
+//   poll/<project>                 JSON {location, branch, commit}: the source poller's last-seen
+//                                  commit (poller/source_poller.h)
 //
 // Implementations are thread-safe. A failed write makes the store fail every later write with the same
 // error (sticky, like leveldb's bg_error_): the coordinator must not act on state it could not persist.

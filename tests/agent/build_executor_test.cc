@@ -632,6 +632,21 @@ TEST_F(BuildExecutorTest, AbsentPhasesSucceedWithoutCommands) {
   EXPECT_THAT(Output(), Not(HasSubstr("Running command")));
 }
 
+TEST_F(BuildExecutorTest, ExportedVariablesAreFrozenAtTheEndOfPostBuild) {
+  PrepareOk(R"yaml(version: 0.2
+env:
+  exported-variables: [STAGE]
+phases:
+  post_build:
+    commands:
+      - STAGE=post_build
+)yaml");
+  const PhaseResult post = Run(POST_BUILD);
+  EXPECT_EQ(post.exported_variables().at("STAGE"), "post_build");
+  EXPECT_EQ(Run(FINALIZING).exported_variables_size(), 0);  // not read again
+}
+
+// A build that never reached POST_BUILD (install failed) exports what its shell holds.
 TEST_F(BuildExecutorTest, FinalizingCapturesExportedVariables) {
   PrepareOk(R"yaml(version: 0.2
 env:
@@ -798,11 +813,12 @@ phases:
       - export URL="https://u:$DB_PASS@db"
 )yaml");
   EXPECT_EQ(Run(BUILD).status(), BuildStatus::SUCCEEDED);
-  EXPECT_EQ(Run(POST_BUILD).status(), BuildStatus::SUCCEEDED);
+  const PhaseResult post = Run(POST_BUILD);  // exported variables are frozen here (§1.4)
+  EXPECT_EQ(post.status(), BuildStatus::SUCCEEDED);
   EXPECT_EQ(Run(BuildPhaseType::UPLOAD_ARTIFACTS).status(), BuildStatus::SUCCEEDED);
-  const PhaseResult fin = Run(FINALIZING);
-  EXPECT_EQ(fin.exported_variables().count("DB_PASS"), 0u);
-  EXPECT_EQ(fin.exported_variables().at("URL"), "https://u:***@db");
+  EXPECT_EQ(Run(FINALIZING).exported_variables_size(), 0);
+  EXPECT_EQ(post.exported_variables().count("DB_PASS"), 0u);
+  EXPECT_EQ(post.exported_variables().at("URL"), "https://u:***@db");
 }
 
 TEST_F(BuildExecutorTest, TheWorkspaceIsReadableByItsOwnerOnly) {
@@ -881,6 +897,10 @@ bool DockerImageAvailable() {
     }                                                                                   \
   } while (0)
 
+// Gives the job a build id of its own (container tests count containers by build id label).
+#define UniqueBuildId() \
+  job_.set_build_id(absl::StrCat("proj:", getpid(), "-", absl::ToUnixNanos(absl::Now())))
+
 int ContainersOfBuild(const std::string& build_id) {
   FILE* p = popen(("docker ps -aq --filter label=kiln.build-id=" + build_id + " | wc -l").c_str(), "r");
   int n = -1;
@@ -894,6 +914,7 @@ int ContainersOfBuild(const std::string& build_id) {
 TEST_F(BuildExecutorTest, EnvironmentImageRunsThePhasesInAContainerWithTheWorkspaceMounted) {
   REQUIRE_DOCKER();
   job_.mutable_environment()->set_image("python:3.11-slim");
+  UniqueBuildId();  // tests run in parallel: container labels must not collide
   PrepareOk(R"yaml(version: 0.2
 env:
   variables:
@@ -929,6 +950,7 @@ phases:
 TEST_F(BuildExecutorTest, PrivilegedModeMountsTheHostDockerSocket) {
   REQUIRE_DOCKER();
   job_.mutable_environment()->set_image("python:3.11-slim");
+  UniqueBuildId();  // tests run in parallel: container labels must not collide
   job_.mutable_environment()->set_privileged_mode(true);
   PrepareOk("version: 0.2\nphases:\n  build:\n    commands:\n"
             "      - test -S /var/run/docker.sock && echo socket\n");
@@ -939,6 +961,7 @@ TEST_F(BuildExecutorTest, PrivilegedModeMountsTheHostDockerSocket) {
 TEST_F(BuildExecutorTest, StopRemovesTheBuildContainerAndItsProcesses) {
   REQUIRE_DOCKER();
   job_.mutable_environment()->set_image("python:3.11-slim");
+  UniqueBuildId();  // tests run in parallel: container labels must not collide
   PrepareOk(R"yaml(version: 0.2
 phases:
   build:

@@ -78,6 +78,28 @@ TEST_F(GitCheckoutTest, ClonesBareRepositoriesAndFileUrls) {
   EXPECT_EQ(Checkout("file://" + bare, "feature").value_or(""), feature_);
 }
 
+TEST_F(GitCheckoutTest, APullRequestHeadUnderRefsPullCanBeCheckedOut) {
+  // GitHub keeps a fork's PR head only under refs/pull/<n>/head: no branch or tag reaches it.
+  repo_.Git("checkout -q -b pr-branch");
+  repo_.Write("file.txt", "pr\n");
+  const std::string pr_head = repo_.Commit("pr");
+  repo_.Git("update-ref refs/pull/7/head " + pr_head);
+  repo_.Git("checkout -q main");
+  repo_.Git("branch -q -D pr-branch");
+  // (A local clone copies every advertised ref's objects, so only a network remote shows the
+  // difference; this checks the extra fetch and its refspec work.)
+  const std::string dest = dir_.path() + "/with";
+  EXPECT_EQ(CloneAndCheckout(repo_.dir(), pr_head, dest, nullptr, "", "refs/pull/7/head")
+                .value_or(""),
+            pr_head);
+  EXPECT_EQ(ReadFileOrEmpty(dest + "/file.txt"), "pr\n");
+  // A remote without the ref is not an error.
+  EXPECT_EQ(CloneAndCheckout(repo_.dir(), second_, dir_.path() + "/none", nullptr, "",
+                             "refs/pull/99/head")
+                .value_or(""),
+            second_);
+}
+
 TEST_F(GitCheckoutTest, UnknownVersionIsNotFound) {
   EXPECT_EQ(Checkout(repo_.dir(), "no-such-branch").status().code(), absl::StatusCode::kNotFound);
 }

@@ -229,6 +229,42 @@ class FakeKiln final : public v1::KilnService::Service {
     a->set_last_seen_unix_millis(kT0 * 1000);
     return grpc::Status::OK;
   }
+  grpc::Status ListWebhookDeliveries(grpc::ServerContext*, const v1::ListWebhookDeliveriesRequest* req,
+                                     v1::ListWebhookDeliveriesResponse* resp) override {
+    {
+      absl::MutexLock lock(&mu_);
+      delivery_requests_.push_back(*req);
+    }
+    v1::WebhookDelivery* pr = resp->add_deliveries();
+    pr->set_delivery_id("72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    pr->set_github_event("pull_request");
+    pr->set_event_type("PULL_REQUEST_CREATED");
+    pr->mutable_received()->set_seconds(kT0 + 60);
+    pr->set_head_ref("refs/heads/feature/login");
+    pr->set_commit("0123456789abcdef0123456789abcdef01234567");
+    pr->set_http_status(200);
+    pr->add_matched_projects("app");
+    pr->add_build_ids("app:42");
+    v1::WebhookDelivery* push = resp->add_deliveries();
+    push->set_delivery_id("d-1");
+    push->set_github_event("push");
+    push->set_event_type("PUSH");
+    push->mutable_received()->set_seconds(kT0);
+    push->set_head_ref("refs/heads/dev");
+    push->set_commit("fedcba9876543210");
+    push->set_http_status(202);
+    push->set_reason("no project matched: app: group 1: HEAD_REF \"^refs/heads/main$\" did not match \"refs/heads/dev\"");
+    v1::WebhookDelivery* poll = resp->add_deliveries();
+    poll->set_delivery_id("poll-7");
+    poll->set_github_event("poll");
+    poll->mutable_received()->set_seconds(kT0);
+    return grpc::Status::OK;
+  }
+  std::vector<v1::ListWebhookDeliveriesRequest> delivery_requests() {
+    absl::MutexLock lock(&mu_);
+    return delivery_requests_;
+  }
+  std::vector<v1::ListWebhookDeliveriesRequest> delivery_requests_ ABSL_GUARDED_BY(mu_);
 
   int calls() {
     absl::MutexLock lock(&mu_);
@@ -521,6 +557,36 @@ TEST_F(CliTest, AgentListPrintsTable) {
             "agent-1  ip-10-0-0-5  yes        2      1        docker=true  2023-11-14T22:13:20Z\n");
 }
 
+TEST_F(CliTest, WebhookDeliveriesPrintsTableAndSendsFilter) {
+  WebhookDeliveriesOptions opts;
+  opts.project = "app";
+  opts.limit = 3;
+  EXPECT_EQ(WebhookDeliveries(*stub_, opts, out_, err_), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "TIME                  DELIVERY                              EVENT                 STATUS  "
+            "REF                       COMMIT        MATCHED  BUILDS  REASON\n"
+            "2023-11-14T22:14:20Z  72d3162e-cc78-11e3-81ab-4c9367dc0958  PULL_REQUEST_CREATED  200     "
+            "refs/heads/feature/login  0123456789ab  app      app:42  -\n"
+            "2023-11-14T22:13:20Z  d-1                                   PUSH                  202     "
+            "refs/heads/dev            fedcba987654  -        -       no project matched: app: group 1: "
+            "HEAD_REF \"^refs/heads/main$\" did not match \"refs/heads/dev\"\n"
+            "2023-11-14T22:13:20Z  poll-7                                poll                  -       "
+            "-                         -             -        -       -\n");
+  ASSERT_EQ(fake_.delivery_requests().size(), 1u);
+  EXPECT_EQ(fake_.delivery_requests()[0].project_name(), "app");
+  EXPECT_EQ(fake_.delivery_requests()[0].page_size(), 3);
+}
+
+TEST_F(CliTest, WebhookDeliveriesJsonUsesProtoJsonNames) {
+  WebhookDeliveriesOptions opts;
+  opts.json = true;
+  EXPECT_EQ(WebhookDeliveries(*stub_, opts, out_, err_), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("\"deliveryId\": \"poll-7\""));
+  EXPECT_THAT(out_.str(), HasSubstr("\"eventType\": \"PULL_REQUEST_CREATED\""));
+  EXPECT_THAT(out_.str(), HasSubstr("\"buildIds\": [\n"));
+  EXPECT_EQ(fake_.delivery_requests()[0].page_size(), 50);  // the default
+}
+
 // --- DiffBuilds / formatting ---
 
 TEST(DiffBuildsTest, PhaseThatStartsAndEndsBetweenSnapshotsYieldsBothEvents) {
@@ -593,6 +659,13 @@ TEST_F(CliTest, BinaryTakesCoordinatorFromFlagOrEnvironment) {
   RunResult flag = RunKiln("--coordinator " + Address() + " build get app:nope");
   EXPECT_EQ(flag.exit_code, 1);
   EXPECT_EQ(flag.output, "kiln: NOT_FOUND: build app:nope not found\n");
+}
+
+TEST_F(CliTest, BinaryWebhookDeliveriesChecksLimit) {
+  EXPECT_EQ(RunKiln("webhook deliveries --limit 0").exit_code, 2);
+  RunResult r = RunKiln("--coordinator " + Address() + " webhook deliveries --project app --limit 5");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("poll-7"));
 }
 
 }  // namespace

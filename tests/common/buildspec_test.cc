@@ -410,11 +410,12 @@ TEST(BuildspecTest, ReservedCodebuildPrefixRejected) {
                          "reserved"));
 }
 
-TEST(BuildspecTest, VariableDefinedInTwoSectionsRejected) {
-  EXPECT_EQ(ErrorOf("version: 0.2\nenv:\n  variables:\n    TOKEN: x\n  parameter-store:\n"
-                    "    TOKEN: /t\nphases:\n  build:\n    commands: [make]\n"),
-            "buildspec.yml:6:5: env.parameter-store.TOKEN: 'TOKEN' is already defined at "
-            "env.variables.TOKEN on line 4; define it once");
+TEST(BuildspecTest, AVariableMayBeReplacedByTheParameterStore) {
+  // §1.4: a parameter-store value replaces a variable of the same name.
+  Buildspec spec = ParseOk("version: 0.2\nenv:\n  variables:\n    TOKEN: x\n  parameter-store:\n"
+                           "    TOKEN: /t\nphases:\n  build:\n    commands: [make]\n");
+  EXPECT_THAT(spec.variables, ElementsAre(Pair("TOKEN", "x")));
+  EXPECT_THAT(spec.parameter_store, ElementsAre(Pair("TOKEN", "/t")));
 }
 
 TEST(BuildspecTest, ShellMustBeBashOrBinSh) {

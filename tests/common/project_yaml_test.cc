@@ -11,20 +11,39 @@ namespace {
 using ::kiln::v1::EnvironmentVariable;
 using ::kiln::v1::OnLimit;
 using ::kiln::v1::Project;
+using ::kiln::v1::WebhookFilter;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
+// Copied from common/project_yaml.h.
 constexpr char kHeaderExample[] = R"(name: flask-app
-source: {type: git, location: /srv/git/flask-app.git, branch: main, buildspec: buildspec.yml}
+source:
+  type: git
+  location: /srv/git/flask-app.git
+  branch: main                     # default main
+  buildspec: buildspec.yml         # default buildspec.yml
+  poll_interval_seconds: 0         # 0 = no polling (default), else 10..86400: `git ls-remote`
+  credentials_parameter: /ci/git   # parameter holding "user:password" for an HTTPS location
 concurrent_build_limit: 1          # 0 or absent = no limit
 on_limit: queue                    # queue (default) | reject
 timeout_minutes: 60                # 5..2160, default 60
 queued_timeout_minutes: 480        # 5..480, default 480
 agent_labels: {docker: "true"}
 environment:
+  image: python:3.11-slim          # Docker image the phases run in; absent = on the agent host
+  privileged: true                 # mount the host's Docker socket (docker-in-docker builds)
   variables: {APP_ENV: ci}
   parameter_store: {DB_PASSWORD: /flask-app/db-password}
-webhook: {secret_parameter: /kiln/webhooks/flask-app}
+webhook:
+  secret_parameter: /kiln/webhooks/flask-app
+  # Reference §2.1: groups OR-ed, filters in a group AND-ed; each group has exactly one EVENT
+  # filter. type is a WebhookFilter.Type name (case-sensitive); other patterns are RE2 searched.
+  # Absent: a push to source.branch builds.
+  filter_groups:
+    - - {type: EVENT, pattern: "PUSH, PULL_REQUEST_CREATED, PULL_REQUEST_UPDATED"}
+      - {type: HEAD_REF, pattern: "^refs/heads/main$", exclude_matched_pattern: false}
+    - - {type: EVENT, pattern: PUSH}
+      - {type: FILE_PATH, pattern: "^docs/", exclude_matched_pattern: true}
 )";
 
 constexpr char kMinimal[] = "name: app\nsource:\n  type: git\n  location: /srv/git/app.git\n";
@@ -82,6 +101,20 @@ TEST(ProjectYamlTest, ParsesTheHeaderExample) {
   EXPECT_EQ(p.environment_variables(1).value(), "/flask-app/db-password");
   EXPECT_EQ(p.environment_variables(1).type(), EnvironmentVariable::PARAMETER_STORE);
   EXPECT_EQ(p.webhook_secret_parameter(), "/kiln/webhooks/flask-app");
+  EXPECT_EQ(p.source().poll_interval_seconds(), 0);
+  EXPECT_EQ(p.source().credentials_parameter(), "/ci/git");
+  EXPECT_EQ(p.environment().image(), "python:3.11-slim");
+  EXPECT_TRUE(p.environment().privileged_mode());
+  ASSERT_EQ(p.webhook_filter_groups_size(), 2);
+  ASSERT_EQ(p.webhook_filter_groups(0).filters_size(), 2);
+  const WebhookFilter& event = p.webhook_filter_groups(0).filters(0);
+  EXPECT_EQ(event.type(), WebhookFilter::EVENT);
+  EXPECT_EQ(event.pattern(), "PUSH, PULL_REQUEST_CREATED, PULL_REQUEST_UPDATED");
+  EXPECT_EQ(p.webhook_filter_groups(0).filters(1).type(), WebhookFilter::HEAD_REF);
+  EXPECT_EQ(p.webhook_filter_groups(0).filters(1).pattern(), "^refs/heads/main$");
+  EXPECT_FALSE(p.webhook_filter_groups(0).filters(1).exclude_matched_pattern());
+  EXPECT_EQ(p.webhook_filter_groups(1).filters(1).type(), WebhookFilter::FILE_PATH);
+  EXPECT_TRUE(p.webhook_filter_groups(1).filters(1).exclude_matched_pattern());
   EXPECT_TRUE(ValidateProject(p).ok());
 }
 
@@ -117,13 +150,13 @@ TEST(ProjectYamlTest, RejectsUnknownKeysWithLine) {
             "agent_labels, environment, webhook");
   EXPECT_EQ(ErrorOf("name: app\nsource:\n  type: git\n  location: x\n  ref: main\n"),
             "project.yaml:5:3: source.ref: unknown key 'ref'; allowed keys are type, location, "
-            "branch, buildspec");
+            "branch, buildspec, poll_interval_seconds, credentials_parameter");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "environment:\n  secrets: {A: b}\n"),
             "project.yaml:6:3: environment.secrets: unknown key 'secrets'; allowed keys are "
-            "variables, parameter_store");
+            "image, privileged, variables, parameter_store");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "webhook: {secret: x}\n"),
             "project.yaml:5:11: webhook.secret: unknown key 'secret'; allowed keys are "
-            "secret_parameter");
+            "secret_parameter, filter_groups");
 }
 
 TEST(ProjectYamlTest, DuplicateKeyRejected) {
@@ -292,6 +325,157 @@ TEST(ProjectYamlTest, EmptyFileRejected) {
             "project.yaml:1:1: the project file is empty; it needs at least name and source");
 }
 
+// ---- source polling, environment image, webhook filter groups ----
+
+TEST(ProjectYamlTest, PollIntervalIsZeroOrTenSecondsToOneDay) {
+  EXPECT_EQ(ParseOk(std::string(kMinimal) + "  poll_interval_seconds: 60\n")
+                .source()
+                .poll_interval_seconds(),
+            60);
+  EXPECT_EQ(ParseOk(std::string(kMinimal) + "  poll_interval_seconds: 0\n")
+                .source()
+                .poll_interval_seconds(),
+            0);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "  poll_interval_seconds: 9\n"),
+            "project.yaml:5:26: source.poll_interval_seconds: 9 is outside 10..86400 seconds (0 "
+            "means no polling)");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "  poll_interval_seconds: 86401\n"),
+              StartsWith("project.yaml:5:26: source.poll_interval_seconds: 86401 is outside"));
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "  poll_interval_seconds: 1m\n"),
+            "project.yaml:5:26: source.poll_interval_seconds: expected a whole number, got '1m'");
+}
+
+TEST(ProjectYamlTest, CredentialsParameterMustBeAParameterName) {
+  EXPECT_EQ(ParseOk(std::string(kMinimal) + "  credentials_parameter: /ci/git-token\n")
+                .source()
+                .credentials_parameter(),
+            "/ci/git-token");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "  credentials_parameter: \"a b\"\n"),
+            "project.yaml:5:26: source.credentials_parameter: 'a b' is not a valid parameter name; "
+            "use characters A-Z a-z 0-9 _ . - / as in /my-app/db-password");
+}
+
+TEST(ProjectYamlTest, EnvironmentImageAndPrivilegedMapOntoProjectEnvironment) {
+  Project p = ParseOk(std::string(kMinimal) +
+                      "environment:\n  image: registry.example.com:5000/team/app:1.0\n"
+                      "  privileged: false\n");
+  EXPECT_EQ(p.environment().image(), "registry.example.com:5000/team/app:1.0");
+  EXPECT_FALSE(p.environment().privileged_mode());
+  EXPECT_FALSE(ParseOk(kMinimal).has_environment());
+  for (const char* good : {"python", "python:3.11-slim", "localhost:5000/app",
+                           "library/python@sha256:"
+                           "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}) {
+    EXPECT_EQ(ParseOk(std::string(kMinimal) + "environment: {image: \"" + good + "\"}\n")
+                  .environment()
+                  .image(),
+              good);
+  }
+}
+
+TEST(ProjectYamlTest, EnvironmentImageMustBeADockerReference) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "environment:\n  image: \"python 3\"\n"),
+            "project.yaml:6:10: environment.image: 'python 3' is not a valid Docker image "
+            "reference; use one such as python:3.11-slim or registry.example.com:5000/team/app:1.0 "
+            "(lowercase repository, no spaces)");
+  for (const char* bad : {"Python:3", "\"python:\"", "\":tag\"", "a//b", "\"\""}) {
+    EXPECT_THAT(ErrorOf(std::string(kMinimal) + "environment:\n  image: " + bad + "\n"),
+                StartsWith("project.yaml:6:10: environment.image: "))
+        << bad;
+  }
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "environment:\n  privileged: maybe\n"),
+            "project.yaml:6:15: environment.privileged: expected true or false, got 'maybe'");
+}
+
+TEST(ProjectYamlTest, FilterGroupsMapOntoWebhookFilters) {
+  Project p = ParseOk(std::string(kMinimal) +
+                      "webhook:\n"
+                      "  filter_groups:\n"
+                      "    - [{type: EVENT, pattern: PULL_REQUEST_MERGED}]\n"
+                      "    - - type: EVENT\n"
+                      "        pattern: PUSH,PULL_REQUEST_CLOSED\n"
+                      "      - {type: COMMIT_MESSAGE, pattern: \"\\\\[skip ci\\\\]\", "
+                      "exclude_matched_pattern: true}\n"
+                      "      - {type: ACTOR_ACCOUNT_ID, pattern: ^583231$}\n"
+                      "      - {type: BASE_REF, pattern: ^refs/heads/main$}\n");
+  EXPECT_EQ(p.webhook_secret_parameter(), "");
+  ASSERT_EQ(p.webhook_filter_groups_size(), 2);
+  ASSERT_EQ(p.webhook_filter_groups(0).filters_size(), 1);
+  ASSERT_EQ(p.webhook_filter_groups(1).filters_size(), 4);
+  const WebhookFilter& message = p.webhook_filter_groups(1).filters(1);
+  EXPECT_EQ(message.type(), WebhookFilter::COMMIT_MESSAGE);
+  EXPECT_EQ(message.pattern(), "\\[skip ci\\]");
+  EXPECT_TRUE(message.exclude_matched_pattern());
+  EXPECT_EQ(p.webhook_filter_groups(1).filters(2).type(), WebhookFilter::ACTOR_ACCOUNT_ID);
+  EXPECT_EQ(p.webhook_filter_groups(1).filters(3).type(), WebhookFilter::BASE_REF);
+}
+
+TEST(ProjectYamlTest, EachFilterGroupNeedsExactlyOneEventFilter) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n    - [{type: HEAD_REF, pattern: main}]\n"),
+            "project.yaml:7:7: webhook.filter_groups[0]: a filter group needs exactly one EVENT "
+            "filter, this one has 0 (reference §2.1)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n    - [{type: EVENT, pattern: PUSH}]\n"
+                    "    - [{type: EVENT, pattern: PUSH}, {type: EVENT, pattern: "
+                    "PULL_REQUEST_CREATED}]\n"),
+            "project.yaml:8:7: webhook.filter_groups[1]: a filter group needs exactly one EVENT "
+            "filter, this one has 2 (reference §2.1)");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "webhook:\n  filter_groups:\n    - []\n"),
+              HasSubstr("webhook.filter_groups[0]: a filter group needs exactly one EVENT filter"));
+}
+
+TEST(ProjectYamlTest, EventPatternListsOnlyKnownEventTypes) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n    - [{type: EVENT, pattern: \"PUSH, push\"}]\n"),
+            "project.yaml:7:31: webhook.filter_groups[0][0].pattern: 'push' is not an event type "
+            "Kiln supports; use PUSH, PULL_REQUEST_CREATED, PULL_REQUEST_UPDATED, "
+            "PULL_REQUEST_REOPENED, PULL_REQUEST_MERGED, PULL_REQUEST_CLOSED (reference §2.1)");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) +
+                      "webhook:\n  filter_groups:\n    - [{type: EVENT, pattern: \" , \"}]\n"),
+              HasSubstr("webhook.filter_groups[0][0].pattern: empty; list event types"));
+}
+
+TEST(ProjectYamlTest, RegexPatternsMustCompileWithRe2) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n"
+                    "    - [{type: EVENT, pattern: PUSH}, {type: HEAD_REF, pattern: \"(main\"}]\n"),
+            "project.yaml:7:64: webhook.filter_groups[0][1].pattern: '(main' is not a valid RE2 "
+            "regular expression: missing ): (main");
+  // RE2 has no backreferences or lookaround.
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) +
+                      "webhook:\n  filter_groups:\n"
+                      "    - [{type: EVENT, pattern: PUSH}, {type: FILE_PATH, pattern: \"(?!x)\"}]\n"),
+              HasSubstr("'(?!x)' is not a valid RE2 regular expression: "));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) +
+                      "webhook:\n  filter_groups:\n"
+                      "    - [{type: EVENT, pattern: PUSH}, {type: FILE_PATH, pattern: \"\"}]\n"),
+              HasSubstr("webhook.filter_groups[0][1].pattern: empty; give an RE2 regular expression"));
+}
+
+TEST(ProjectYamlTest, FilterKeysAndTypesAreChecked) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n    - [{type: event, pattern: PUSH}]\n"),
+            "project.yaml:7:15: webhook.filter_groups[0][0].type: 'event' is not a filter type; use "
+            "EVENT, HEAD_REF, BASE_REF, FILE_PATH, COMMIT_MESSAGE or ACTOR_ACCOUNT_ID");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n    - [{type: EVENT, pattern: PUSH, exclude: "
+                    "true}]\n"),
+            "project.yaml:7:37: webhook.filter_groups[0][0].exclude: unknown key 'exclude'; allowed "
+            "keys are type, pattern, exclude_matched_pattern");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "webhook:\n  filter_groups:\n    - [{type: EVENT}]\n"),
+            "project.yaml:7:8: webhook.filter_groups[0][0].pattern: missing; list event types such "
+            "as PUSH, PULL_REQUEST_CREATED");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "webhook:\n  filter_groups:\n    - [{pattern: x}]\n"),
+            "project.yaml:7:8: webhook.filter_groups[0][0].type: missing; e.g. type: EVENT");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "webhook:\n  filter_groups: {type: EVENT}\n"),
+            "project.yaml:6:18: webhook.filter_groups: expected a list of filter groups (each a "
+            "list of filters), got a map");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "webhook:\n  filter_groups:\n    - {type: EVENT, pattern: PUSH}\n"),
+            "project.yaml:7:7: webhook.filter_groups[0]: expected a filter group: a list of {type, "
+            "pattern} filters, got a map");
+}
+
 // ---- ValidateProject ----
 
 TEST(ValidateProjectTest, AcceptsAValidProject) {
@@ -351,6 +535,62 @@ TEST(ValidateProjectTest, ChecksLabels) {
   p = ValidProject();
   (*p.mutable_agent_labels())["role"] = std::string(128, 'v');
   EXPECT_TRUE(ValidateProject(p).ok());
+}
+
+TEST(ValidateProjectTest, ChecksSourcePollingAndCredentials) {
+  Project p = ValidProject();
+  p.mutable_source()->set_poll_interval_seconds(5);
+  EXPECT_EQ(ValidationError(p),
+            "project.source.poll_interval_seconds: 5 is outside 10..86400 seconds (0 means no "
+            "polling)");
+  p.mutable_source()->set_poll_interval_seconds(10);
+  EXPECT_TRUE(ValidateProject(p).ok());
+  p.mutable_source()->set_credentials_parameter("no spaces please");
+  EXPECT_THAT(ValidationError(p),
+              StartsWith("project.source.credentials_parameter: 'no spaces please' is not a valid"));
+}
+
+TEST(ValidateProjectTest, ChecksEnvironmentImage) {
+  Project p = ValidProject();
+  p.mutable_environment()->set_privileged_mode(true);
+  EXPECT_TRUE(ValidateProject(p).ok());  // empty image: the phases run on the agent host
+  p.mutable_environment()->set_image("python:3.11-slim\n");
+  EXPECT_THAT(ValidationError(p), StartsWith("project.environment.image: 'python:3.11-slim\n' is "
+                                             "not a valid Docker image reference"));
+}
+
+TEST(ValidateProjectTest, ChecksFilterGroupsWithProtoFieldNames) {
+  Project p = ValidProject();
+  kiln::v1::WebhookFilterGroup* g = p.add_webhook_filter_groups();
+  WebhookFilter* event = g->add_filters();
+  event->set_type(WebhookFilter::EVENT);
+  event->set_pattern("PUSH");
+  WebhookFilter* head = g->add_filters();
+  head->set_type(WebhookFilter::HEAD_REF);
+  head->set_pattern("[main");
+  EXPECT_EQ(ValidationError(p),
+            "project.webhook_filter_groups[0].filters[1].pattern: '[main' is not a valid RE2 "
+            "regular expression: missing ]: [main");
+  head->set_pattern("^refs/heads/main$");
+  EXPECT_TRUE(ValidateProject(p).ok());
+  head->set_type(WebhookFilter::UNKNOWN);
+  EXPECT_THAT(ValidationError(p),
+              StartsWith("project.webhook_filter_groups[0].filters[1].type: 0 is not a filter type"));
+  head->set_type(WebhookFilter::EVENT);
+  EXPECT_EQ(ValidationError(p),
+            "project.webhook_filter_groups[0].filters[1].pattern: '^refs/heads/main$' is not an "
+            "event type Kiln supports; use PUSH, PULL_REQUEST_CREATED, PULL_REQUEST_UPDATED, "
+            "PULL_REQUEST_REOPENED, PULL_REQUEST_MERGED, PULL_REQUEST_CLOSED (reference §2.1)");
+  head->set_pattern("PULL_REQUEST_CREATED");
+  EXPECT_EQ(ValidationError(p),
+            "project.webhook_filter_groups[0]: a filter group needs exactly one EVENT filter, this "
+            "one has 2 (reference §2.1)");
+}
+
+TEST(SplitEventPatternTest, TrimsSpacesAndDropsEmptyParts) {
+  EXPECT_THAT(SplitEventPattern(" PUSH,PULL_REQUEST_CREATED ,, PULL_REQUEST_MERGED"),
+              ::testing::ElementsAre("PUSH", "PULL_REQUEST_CREATED", "PULL_REQUEST_MERGED"));
+  EXPECT_TRUE(SplitEventPattern(" , ").empty());
 }
 
 TEST(ValidateProjectTest, ChecksEnvironmentVariables) {

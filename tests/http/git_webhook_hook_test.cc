@@ -16,9 +16,11 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/http/webhook.h"
+#include "coordinator/http/webhook_deliveries.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/mem_store.h"
 
 namespace kiln::coordinator {
 namespace {
@@ -85,7 +87,8 @@ class GitWebhookHookTest : public ::testing::Test {
     std::ofstream(dir_ + "/secret") << kSecret << "\n";
 
     backend_ = std::make_unique<OneProjectBackend>(bare_);
-    processor_ = std::make_unique<WebhookProcessor>(backend_.get());
+    delivery_log_ = *WebhookDeliveryLog::Open(&store_);
+    processor_ = std::make_unique<WebhookProcessor>(backend_.get(), delivery_log_.get());
     HttpServer::Options options;
     options.listen = "127.0.0.1:0";
     HttpServer::Handlers handlers;
@@ -148,6 +151,8 @@ class GitWebhookHookTest : public ::testing::Test {
 
   std::string dir_, bare_;
   std::unique_ptr<OneProjectBackend> backend_;
+  test::MemStore store_;
+  std::unique_ptr<WebhookDeliveryLog> delivery_log_;
   std::unique_ptr<WebhookProcessor> processor_;
   std::unique_ptr<HttpServer> server_;
   absl::Mutex mu_;

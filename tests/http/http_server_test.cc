@@ -101,7 +101,9 @@ TEST_F(HttpServerTest, ChunkedBodyOverLimitIsRefusedAndNotHandled) {
         return true;
       },
       "application/json");
-  if (big) EXPECT_EQ(big->status, 413);
+  if (big) {
+    EXPECT_EQ(big->status, 413);
+  }
   EXPECT_EQ(Calls(), 0);
 }
 

@@ -6,9 +6,14 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "coordinator/http/webhook_deliveries.h"
+#include "coordinator/store/rocksdb_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/git_repo.h"
+#include "tests/testing/mem_store.h"
 
 namespace kiln::coordinator {
 namespace {
@@ -211,6 +216,59 @@ TEST(ParseGitHubDelivery, PingNeedsOnlyZenOrHookId) {
   EXPECT_FALSE(ParseGitHubDelivery("ping", "g", "application/json", "{}").ok());
 }
 
+json PullRequestPayload(const std::string& action = "opened", bool merged = false) {
+  return {
+      {"action", action},
+      {"number", 17},
+      {"pull_request",
+       {{"number", 17},
+        {"title", "Add login page"},
+        {"merged", merged},
+        {"head", {{"ref", "feature/login"}, {"sha", kSha2}, {"repo", {{"clone_url", "https://github.com/fork/app.git"}}}}},
+        {"base",
+         {{"ref", "main"},
+          {"sha", kSha1},
+          {"repo", {{"clone_url", "https://github.com/octo/app.git"}, {"ssh_url", "git@github.com:octo/app.git"}}}}}}},
+      {"repository", {{"full_name", "octo/app"}, {"clone_url", "https://github.com/octo/app.git"}}},
+      {"sender", {{"login", "octocat"}, {"id", 583231}}},
+  };
+}
+
+TEST(ParseGitHubDelivery, ReadsPullRequestFields) {
+  json p = PullRequestPayload("synchronize");
+  p["before"] = kSha1;
+  absl::StatusOr<GitHubDelivery> d = ParseGitHubDelivery("pull_request", "g", "application/json", p.dump());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->action, "synchronize");
+  EXPECT_EQ(d->pull_request_number, 17);
+  EXPECT_FALSE(d->pull_request_merged);
+  EXPECT_EQ(d->pr_head_ref, "feature/login");
+  EXPECT_EQ(d->pr_head_sha, kSha2);
+  EXPECT_EQ(d->pr_base_ref, "main");
+  EXPECT_EQ(d->before, kSha1);
+  EXPECT_EQ(d->sender_id, "583231");
+  EXPECT_EQ(d->head_commit_message, "");  // the PR title is not a commit message
+  EXPECT_THAT(d->changed_files, IsEmpty());
+  // repository.* first, then pull_request.base.repo.* not already listed; never the head (fork) repo.
+  EXPECT_THAT(d->repository_urls,
+              ElementsAre("https://github.com/octo/app.git", "git@github.com:octo/app.git"));
+}
+
+TEST(ParseGitHubDelivery, RejectsPullRequestWithoutHeadShaOrNumber) {
+  json p = PullRequestPayload();
+  p["pull_request"]["head"].erase("sha");
+  absl::Status s = ParseGitHubDelivery("pull_request", "g", "", p.dump()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("missing field \"pull_request.head.sha\""));
+  p = PullRequestPayload();
+  p["number"] = "17";
+  EXPECT_THAT(std::string(ParseGitHubDelivery("pull_request", "g", "", p.dump()).status().message()),
+              HasSubstr("\"number\" must be a positive integer"));
+  p = PullRequestPayload();
+  p.erase("action");
+  EXPECT_FALSE(ParseGitHubDelivery("pull_request", "g", "", p.dump()).ok());
+}
+
 // ---- matching ----
 
 kiln::v1::ProjectSource Source(const std::string& location, const std::string& branch = "main") {
@@ -290,6 +348,19 @@ class FakeBackend : public WebhookBackend {
     absl::MutexLock lock(&mu_);
     projects_.push_back(p);
   }
+  // Replaces the filter groups of project `name`.
+  void SetFilterGroups(const std::string& name,
+                       const std::vector<std::vector<kiln::v1::WebhookFilter>>& groups) {
+    absl::MutexLock lock(&mu_);
+    for (kiln::v1::Project& p : projects_) {
+      if (p.name() != name) continue;
+      p.clear_webhook_filter_groups();
+      for (const auto& group : groups) {
+        kiln::v1::WebhookFilterGroup* g = p.add_webhook_filter_groups();
+        for (const auto& f : group) *g->add_filters() = f;
+      }
+    }
+  }
   void SetSecret(const std::string& name, const std::string& value) {
     absl::MutexLock lock(&mu_);
     secrets_[name] = value;
@@ -338,6 +409,24 @@ TEST(ComputeGitHubSignature, MatchesGitHubTestVector) {
   EXPECT_EQ(ComputeGitHubSignature(kVectorBody, kVectorSecret), kVectorSignature);
 }
 
+kiln::v1::WebhookFilter Filter(kiln::v1::WebhookFilter::Type type, const std::string& pattern,
+                               bool exclude = false) {
+  kiln::v1::WebhookFilter f;
+  f.set_type(type);
+  f.set_pattern(pattern);
+  f.set_exclude_matched_pattern(exclude);
+  return f;
+}
+
+std::map<std::string, std::string> Headers(const std::string& event, const std::string& body,
+                                           const std::string& secret, const std::string& delivery) {
+  std::map<std::string, std::string> headers = {{"x-github-event", event},
+                                                {"x-github-delivery", delivery},
+                                                {"content-type", "application/json"}};
+  if (!secret.empty()) headers["x-hub-signature-256"] = ComputeGitHubSignature(body, secret);
+  return headers;
+}
+
 class WebhookProcessorTest : public ::testing::Test {
  protected:
   WebhookProcessorTest() {
@@ -347,17 +436,23 @@ class WebhookProcessorTest : public ::testing::Test {
 
   HttpResult Deliver(const std::string& event, const std::string& body, const std::string& secret,
                      const std::string& delivery = "d-1") {
-    std::map<std::string, std::string> headers = {{"x-github-event", event},
-                                                  {"x-github-delivery", delivery},
-                                                  {"content-type", "application/json"}};
-    if (!secret.empty()) headers["x-hub-signature-256"] = ComputeGitHubSignature(body, secret);
-    return processor_.HandleGitHub(headers, body);
+    return processor_.HandleGitHub(Headers(event, body, secret, delivery), body);
   }
 
   static json Body(const HttpResult& r) { return json::parse(r.body); }
 
+  // The newest recorded delivery.
+  kiln::v1::WebhookDelivery Last() {
+    absl::StatusOr<std::vector<kiln::v1::WebhookDelivery>> all = log_->List("", 1);
+    EXPECT_TRUE(all.ok() && all->size() == 1);
+    return all.ok() && !all->empty() ? all->front() : kiln::v1::WebhookDelivery();
+  }
+
   FakeBackend backend_;
-  WebhookProcessor processor_{&backend_};
+  test::FakeClock clock_;
+  test::MemStore store_;
+  std::unique_ptr<WebhookDeliveryLog> log_ = *WebhookDeliveryLog::Open(&store_);
+  WebhookProcessor processor_{&backend_, log_.get(), &clock_};
 };
 
 TEST_F(WebhookProcessorTest, PushStartsBuildAtAfterShaWithTrigger) {
@@ -461,12 +556,15 @@ TEST_F(WebhookProcessorTest, DeletedBranchIs202WithoutBuild) {
   EXPECT_THAT(backend_.started(), IsEmpty());
 }
 
-TEST_F(WebhookProcessorTest, OtherEventsAreNotHandledYet) {
-  json pr = {{"action", "opened"}, {"repository", {{"clone_url", "https://github.com/octo/app.git"}}}};
-  HttpResult r = Deliver("pull_request", pr.dump(), "s3cret");
+TEST_F(WebhookProcessorTest, EventsThatMapToNoEventTypeStartNothing) {
+  HttpResult r = Deliver("pull_request", PullRequestPayload("labeled").dump(), "s3cret");
   EXPECT_EQ(r.status, 202);
-  EXPECT_THAT(Body(r)["message"].get<std::string>(), HasSubstr("not handled yet"));
+  EXPECT_EQ(Body(r)["message"], "event \"pull_request\" (action \"labeled\") does not trigger builds");
+  json issue = {{"action", "opened"}, {"repository", {{"clone_url", "https://github.com/octo/app.git"}}}};
+  EXPECT_EQ(Deliver("issues", issue.dump(), "s3cret", "d-2").status, 202);
   EXPECT_THAT(backend_.started(), IsEmpty());
+  EXPECT_EQ(Last().github_event(), "issues");
+  EXPECT_EQ(Last().event_type(), "");
 }
 
 TEST_F(WebhookProcessorTest, RedeliveryReturnsTheOriginalBuilds) {
@@ -481,23 +579,23 @@ TEST_F(WebhookProcessorTest, RedeliveryReturnsTheOriginalBuilds) {
   EXPECT_EQ(backend_.started().size(), 2u);
 }
 
-TEST_F(WebhookProcessorTest, DedupeForgetsLeastRecentlyUsedDelivery) {
-  WebhookProcessor small(&backend_, /*dedupe_capacity=*/2);
+TEST_F(WebhookProcessorTest, DedupeLastsAsLongAsTheDeliveryIsRecorded) {
+  test::MemStore store;
+  std::unique_ptr<WebhookDeliveryLog> small = *WebhookDeliveryLog::Open(&store, /*max_deliveries=*/2);
+  WebhookProcessor processor(&backend_, small.get(), &clock_);
   auto deliver = [&](const std::string& id) {
     std::string body = PushPayload().dump();
-    return small.HandleGitHub({{"x-github-event", "push"},
-                               {"x-github-delivery", id},
-                               {"x-hub-signature-256", ComputeGitHubSignature(body, "s3cret")}},
-                              body);
+    return processor.HandleGitHub(Headers("push", body, "s3cret", id), body);
   };
   deliver("a");
   deliver("b");
-  deliver("a");  // a is now the most recent; b will be evicted by c
-  deliver("c");
+  deliver("a");  // deduplicated; recorded again, so "b" is now the oldest record
+  EXPECT_EQ(backend_.started().size(), 2u);
+  deliver("c");  // pushes "b" out of the window
   EXPECT_EQ(backend_.started().size(), 3u);
   deliver("a");
   EXPECT_EQ(backend_.started().size(), 3u);
-  deliver("b");
+  deliver("b");  // forgotten: builds again
   EXPECT_EQ(backend_.started().size(), 4u);
 }
 
@@ -558,6 +656,156 @@ TEST_F(WebhookProcessorTest, TagPushDoesNotBuildBranchProject) {
   HttpResult r = Deliver("push", PushPayload("refs/tags/v1").dump(), "s3cret");
   EXPECT_EQ(r.status, 202);
   EXPECT_THAT(backend_.started(), IsEmpty());
+}
+
+// ---- pull requests and filter groups ----
+
+TEST_F(WebhookProcessorTest, PullRequestStartsABuildAtTheHeadShaWithPrTrigger) {
+  backend_.SetFilterGroups("app", {{Filter(kiln::v1::WebhookFilter::EVENT, "PULL_REQUEST_CREATED"),
+                                    Filter(kiln::v1::WebhookFilter::BASE_REF, "^refs/heads/main$")}});
+  HttpResult r = Deliver("pull_request", PullRequestPayload("opened").dump(), "s3cret", "pr-guid");
+  EXPECT_EQ(r.status, 200) << r.body;
+  std::vector<FakeBackend::Started> started = backend_.started();
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].source_version, kSha2);  // pull_request.head.sha
+  const kiln::v1::WebhookTrigger& t = started[0].trigger;
+  EXPECT_EQ(t.event(), "PULL_REQUEST_CREATED");
+  EXPECT_EQ(t.trigger(), "pr/17");
+  EXPECT_EQ(t.pull_request_number(), 17);
+  EXPECT_EQ(t.head_ref(), "refs/heads/feature/login");
+  EXPECT_EQ(t.base_ref(), "refs/heads/main");
+  EXPECT_EQ(t.actor_account_id(), "583231");
+  EXPECT_EQ(t.delivery_id(), "pr-guid");
+  kiln::v1::WebhookDelivery d = Last();
+  EXPECT_EQ(d.event_type(), "PULL_REQUEST_CREATED");
+  EXPECT_EQ(d.commit(), kSha2);
+  EXPECT_EQ(d.head_ref(), "refs/heads/feature/login");
+  EXPECT_THAT(d.matched_projects(), ElementsAre("app"));
+  EXPECT_THAT(d.build_ids(), ElementsAre("app:build-1"));
+}
+
+TEST_F(WebhookProcessorTest, MergedPullRequestMatchesOnlyMergedFilter) {
+  backend_.SetFilterGroups("app", {{Filter(kiln::v1::WebhookFilter::EVENT, "PULL_REQUEST_MERGED")}});
+  EXPECT_EQ(Deliver("pull_request", PullRequestPayload("closed", false).dump(), "s3cret", "1").status, 202);
+  EXPECT_EQ(Deliver("pull_request", PullRequestPayload("closed", true).dump(), "s3cret", "2").status, 200);
+  ASSERT_EQ(backend_.started().size(), 1u);
+  EXPECT_EQ(backend_.started()[0].trigger.event(), "PULL_REQUEST_MERGED");
+}
+
+TEST_F(WebhookProcessorTest, ProjectWithoutFilterGroupsIgnoresPullRequests) {
+  HttpResult r = Deliver("pull_request", PullRequestPayload().dump(), "s3cret");
+  EXPECT_EQ(r.status, 202);
+  EXPECT_THAT(backend_.started(), IsEmpty());
+  EXPECT_THAT(Last().reason(), HasSubstr("app: no filter groups: only a PUSH to refs/heads/main"));
+}
+
+TEST_F(WebhookProcessorTest, NonMatchingPushRecordsTheReasonAndStartsNothing) {
+  backend_.SetFilterGroups("app", {{Filter(kiln::v1::WebhookFilter::EVENT, "PUSH"),
+                                    Filter(kiln::v1::WebhookFilter::HEAD_REF, "^refs/heads/main$")}});
+  HttpResult r = Deliver("push", PushPayload("refs/heads/dev").dump(), "s3cret", "guid-dev");
+  EXPECT_EQ(r.status, 202);
+  EXPECT_THAT(backend_.started(), IsEmpty());
+  const std::string reason =
+      "no project matched: app: group 1: HEAD_REF \"^refs/heads/main$\" did not match "
+      "\"refs/heads/dev\"";
+  EXPECT_EQ(Body(r)["message"], reason);
+  kiln::v1::WebhookDelivery d = Last();
+  EXPECT_EQ(d.delivery_id(), "guid-dev");
+  EXPECT_EQ(d.github_event(), "push");
+  EXPECT_EQ(d.event_type(), "PUSH");
+  EXPECT_EQ(d.http_status(), 202);
+  EXPECT_EQ(d.repository(), "https://github.com/octo/app.git");
+  EXPECT_EQ(d.head_ref(), "refs/heads/dev");
+  EXPECT_EQ(d.commit(), kSha2);
+  EXPECT_EQ(d.received().seconds(), absl::ToUnixSeconds(clock_.Now()));
+  EXPECT_THAT(d.matched_projects(), IsEmpty());
+  EXPECT_THAT(d.build_ids(), IsEmpty());
+  EXPECT_EQ(d.reason(), reason);
+  // Listed under the project it was evaluated against.
+  EXPECT_EQ(log_->List("app", 10)->size(), 1u);
+}
+
+TEST_F(WebhookProcessorTest, FilePathFilterBuildsOnlyPushesTouchingMatchingFiles) {
+  backend_.SetFilterGroups("app", {{Filter(kiln::v1::WebhookFilter::EVENT, "PUSH"),
+                                    Filter(kiln::v1::WebhookFilter::FILE_PATH, "^src/")}});
+  EXPECT_EQ(Deliver("push", PushPayload().dump(), "s3cret", "1").status, 200);  // src/a.cc changed
+  json docs = PushPayload();
+  docs["commits"] = json::array({{{"id", "x"}, {"modified", {"README"}}}});
+  EXPECT_EQ(Deliver("push", docs.dump(), "s3cret", "2").status, 202);
+  EXPECT_EQ(backend_.started().size(), 1u);
+}
+
+TEST_F(WebhookProcessorTest, EveryRequestIsRecordedIncludingRejectedOnes) {
+  Deliver("push", PushPayload().dump(), "wrong", "bad-sig");
+  kiln::v1::WebhookDelivery d = Last();
+  EXPECT_EQ(d.http_status(), 401);
+  EXPECT_EQ(d.reason(), "signature mismatch");
+  EXPECT_EQ(d.delivery_id(), "bad-sig");
+  EXPECT_EQ(d.head_ref(), "");  // nothing was parsed
+  EXPECT_EQ(d.commit(), "");
+
+  Deliver("push", "{", "s3cret", "bad-json");
+  EXPECT_EQ(Last().http_status(), 400);
+  EXPECT_THAT(Last().reason(), HasSubstr("malformed JSON"));
+
+  Deliver("push", PushPayload().dump(), "s3cret", "good");
+  EXPECT_EQ(Last().http_status(), 200);
+  EXPECT_EQ(Last().reason(), "");
+  EXPECT_EQ(log_->List("", 10)->size(), 3u);
+}
+
+TEST_F(WebhookProcessorTest, UnauthenticatedRequestCannotShadowARecordedDelivery) {
+  Deliver("push", PushPayload().dump(), "s3cret", "guid-1");
+  Deliver("push", PushPayload().dump(), "wrong", "guid-1");  // 401, same delivery id
+  HttpResult again = Deliver("push", PushPayload().dump(), "s3cret", "guid-1");
+  EXPECT_EQ(again.status, 200);
+  EXPECT_THAT(Body(again)["message"].get<std::string>(), HasSubstr("already processed"));
+  EXPECT_EQ(backend_.started().size(), 1u);
+  EXPECT_EQ(Last().reason(), "duplicate delivery");
+}
+
+TEST_F(WebhookProcessorTest, HeadersAreRecordedAsPrintableAscii) {
+  std::string body = PushPayload().dump();
+  std::map<std::string, std::string> headers = Headers("push", body, "s3cret", "id\xff\n" + std::string(300, 'x'));
+  processor_.HandleGitHub(headers, body);
+  const std::string id = Last().delivery_id();
+  EXPECT_EQ(id.size(), 128u);
+  EXPECT_EQ(id.substr(0, 4), "id??");
+}
+
+TEST(WebhookRedelivery, IsDeduplicatedAfterTheStoreIsReopened) {
+  const std::string dir = test::MakeTempDir("webhook-restart");
+  FakeBackend backend;
+  backend.AddProject("app", "https://github.com/octo/app", "main", "/kiln/app/webhook");
+  backend.SetSecret("/kiln/app/webhook", "s3cret");
+  const std::string body = PushPayload().dump();
+  const auto headers = Headers("push", body, "s3cret", "guid-restart");
+  json first;
+  {
+    auto store = RocksDbStore::Open({dir + "/db"});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto log = WebhookDeliveryLog::Open(store->get());
+    ASSERT_TRUE(log.ok()) << log.status();
+    WebhookProcessor processor(&backend, log->get());
+    HttpResult r = processor.HandleGitHub(headers, body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    first = json::parse(r.body);
+  }
+  // A new coordinator process: new store handle, new log, new processor.
+  auto store = RocksDbStore::Open({dir + "/db"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto log = WebhookDeliveryLog::Open(store->get());
+  ASSERT_TRUE(log.ok()) << log.status();
+  WebhookProcessor processor(&backend, log->get());
+  HttpResult again = processor.HandleGitHub(headers, body);
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(json::parse(again.body)["builds"], first["builds"]);
+  EXPECT_EQ(backend.started().size(), 1u);
+  auto recorded = (*log)->List("", 10);
+  ASSERT_TRUE(recorded.ok());
+  ASSERT_EQ(recorded->size(), 2u);
+  EXPECT_EQ(recorded->front().reason(), "duplicate delivery");
+  EXPECT_EQ(recorded->front().build_ids(0), first["builds"][0]);
 }
 
 }  // namespace

@@ -408,6 +408,49 @@ TEST_F(FarmTest, SignedPushWebhookBuildsThePushedCommitAndBadSignatureBuildsNoth
   EXPECT_THAT(log, HasSubstr("from-webhook"));
 }
 
+TEST_F(FarmTest, WebhookDeliveriesAreListedAndRedeliveryAfterRestartStartsNothing) {
+  const std::string sha = repo_->Commit(
+      {{"buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n"}}, "w");
+  farm_->PutProject("app", repo_->bare_path());
+  farm_->PutParameter("/kiln/webhooks/app", "hook-secret", true);
+  const std::string body = absl::StrCat(
+      R"({"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000","after":")", sha,
+      R"(","repository":{"clone_url":")", repo_->bare_path(), R"("},"sender":{"id":42}})");
+  auto post = [&](const std::string& delivery, const std::string& secret) {
+    httplib::Client http("127.0.0.1", farm_->coordinator().http_port());
+    httplib::Headers h = {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", delivery},
+                          {"X-Hub-Signature-256", coordinator::ComputeGitHubSignature(body, secret)}};
+    auto r = http.Post("/webhooks/github", h, body, "application/json");
+    return r ? r->status : -1;
+  };
+  auto deliveries = [&](const std::string& project) {
+    kiln::v1::ListWebhookDeliveriesRequest req;
+    req.set_project_name(project);
+    kiln::v1::ListWebhookDeliveriesResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(farm_->stub().ListWebhookDeliveries(&ctx, req, &resp).ok());
+    return resp;
+  };
+  EXPECT_EQ(post("d-bad", "wrong"), 401);
+  EXPECT_EQ(post("d-1", "hook-secret"), 200);
+  kiln::v1::ListWebhookDeliveriesResponse all = deliveries("");
+  ASSERT_EQ(all.deliveries_size(), 2);
+  EXPECT_EQ(all.deliveries(0).delivery_id(), "d-1");
+  ASSERT_EQ(all.deliveries(0).build_ids_size(), 1);
+  EXPECT_EQ(all.deliveries(1).reason(), "signature mismatch");
+  EXPECT_EQ(deliveries("app").deliveries_size(), 1);  // the 401 was evaluated against no project
+
+  farm_->StopCoordinator();
+  farm_->StartCoordinator();
+  EXPECT_EQ(post("d-1", "hook-secret"), 200);  // GitHub "Redeliver" after the restart
+  kiln::v1::ListBuildsRequest lreq;
+  kiln::v1::ListBuildsResponse lresp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(farm_->stub().ListBuilds(&ctx, lreq, &lresp).ok());
+  EXPECT_EQ(lresp.builds_size(), 1);
+  EXPECT_EQ(deliveries("").deliveries(0).reason(), "duplicate delivery");
+}
+
 TEST_F(FarmTest, RejectPolicyRefusesBuildsOverTheLimit) {
   repo_->Commit({{"buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 600\n"}}, "x");
   kiln::v1::PutProjectRequest req;

@@ -499,4 +499,39 @@ int ArtifactGet(Stub& stub, const ArtifactGetOptions& opts, std::ostream& out, s
   return kExitOk;
 }
 
+int WebhookDeliveries(Stub& stub, const WebhookDeliveriesOptions& opts, std::ostream& out,
+                      std::ostream& err) {
+  kiln::v1::ListWebhookDeliveriesRequest req;
+  req.set_project_name(opts.project);
+  req.set_page_size(opts.limit);
+  kiln::v1::ListWebhookDeliveriesResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, opts);
+  if (grpc::Status s = stub.ListWebhookDeliveries(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
+  if (opts.json) {
+    google::protobuf::util::JsonPrintOptions json_opts;
+    json_opts.add_whitespace = true;
+    std::string json;
+    if (auto s = google::protobuf::util::MessageToJsonString(resp, &json, json_opts); !s.ok()) {
+      err << "kiln: INTERNAL: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    out << json;
+    if (json.empty() || json.back() != '\n') out << "\n";
+    return kExitOk;
+  }
+  const auto cell = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  std::vector<Row> rows = {
+      {"TIME", "DELIVERY", "EVENT", "STATUS", "REF", "COMMIT", "MATCHED", "BUILDS", "REASON"}};
+  for (const kiln::v1::WebhookDelivery& d : resp.deliveries()) {
+    rows.push_back({FormatTimestamp(d.received()), cell(d.delivery_id()),
+                    cell(d.event_type().empty() ? d.github_event() : d.event_type()),
+                    d.http_status() == 0 ? "-" : absl::StrCat(d.http_status()), cell(d.head_ref()),
+                    cell(d.commit().substr(0, 12)), cell(absl::StrJoin(d.matched_projects(), ",")),
+                    cell(absl::StrJoin(d.build_ids(), ",")), cell(d.reason())});
+  }
+  PrintTable(rows, out);
+  return kExitOk;
+}
+
 }  // namespace kiln::cli

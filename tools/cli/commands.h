@@ -120,6 +120,19 @@ struct ArtifactGetOptions : CommandOptions {
 };
 int ArtifactGet(Stub& stub, const ArtifactGetOptions& opts, std::ostream& out, std::ostream& err);
 
+// `kiln webhook deliveries [--project P] [--limit N] [--json]`: recorded webhook deliveries and
+// source polls, newest first (ListWebhookDeliveries; --limit is its page_size, 1..1000). Table TIME
+// (UTC), DELIVERY, EVENT (the event type, else X-GitHub-Event), STATUS (HTTP status; "-" for polls),
+// REF, COMMIT (12 chars), MATCHED (projects), BUILDS, REASON; "-" for empty cells. --json prints the
+// response in protobuf's JSON mapping.
+struct WebhookDeliveriesOptions : CommandOptions {
+  std::string project;  // empty = all
+  int32_t limit = 50;
+  bool json = false;
+};
+int WebhookDeliveries(Stub& stub, const WebhookDeliveriesOptions& opts, std::ostream& out,
+                      std::ostream& err);
+
 // --- pure helpers, exposed for tests ---
 
 // One step of a build's progress, derived from two Build snapshots.

@@ -103,6 +103,19 @@ int main(int argc, char** argv) {
     run = [&](Stub& s) { return kiln::cli::ArtifactGet(s, artifact_get, out, err); };
   });
 
+  CLI::App* webhook = app.add_subcommand("webhook", "Inspect webhook deliveries")->require_subcommand(1);
+  kiln::cli::WebhookDeliveriesOptions deliveries;
+  CLI::App* deliveries_cmd = webhook->add_subcommand(
+      "deliveries", "Recorded webhook deliveries and source polls, newest first");
+  deliveries_cmd->add_option("--project", deliveries.project, "Only deliveries evaluated for PROJECT");
+  deliveries_cmd->add_option("--limit", deliveries.limit, "At most N deliveries")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  deliveries_cmd->add_flag("--json", deliveries.json, "Print the deliveries as JSON");
+  deliveries_cmd->callback([&] {
+    run = [&](Stub& s) { return kiln::cli::WebhookDeliveries(s, deliveries, out, err); };
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
