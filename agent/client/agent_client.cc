@@ -14,6 +14,7 @@
 #include "agent/executor/container.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/client/deploy_runner.h"
 #include "agent/executor/build_executor.h"
 #include "agent/executor/process_tree.h"
 #include "common/grpc_status.h"
@@ -136,6 +137,8 @@ struct AgentClient::Impl {
   int64_t heartbeat_millis ABSL_GUARDED_BY(mu) = 2000;
   std::map<std::string, std::unique_ptr<Build>> builds ABSL_GUARDED_BY(mu);
   std::thread conn_thread;
+  // Set in Create(); declared last so it stops (and stops sending) before the rest goes.
+  std::unique_ptr<DeployRunner> deploy;
 
   // Queues `m` for the open stream; dropped when no stream is open (state is resent on reconnect).
   void EnqueueLocked(AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -218,6 +221,47 @@ struct AgentClient::Impl {
     grpc::Status s = writer->Finish();
     if (!s.ok()) return common::FromGrpcStatus(s);
     return resp.artifact();
+  }
+
+  // DeployRunner::DownloadFn over AgentService.DownloadRevision: streams into `dest` chunk by
+  // chunk; `cancelled` is checked between chunks.
+  absl::Status DownloadRevision(const std::string& deployment_id, const std::string& dest,
+                                const std::function<bool()>& cancelled) {
+    std::shared_ptr<grpc::Channel> ch;
+    {
+      absl::MutexLock l(&mu);
+      ch = channel;
+    }
+    if (!ch) return absl::UnavailableError("not connected to a coordinator");
+    std::ofstream out(dest, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::InternalError(absl::StrCat("cannot create ", dest));
+    auto stub = kiln::v1::AgentService::NewStub(ch);
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(1));
+    kiln::v1::DownloadRevisionRequest req;
+    req.set_agent_id(agent_id);
+    req.set_deployment_id(deployment_id);
+    auto reader = stub->DownloadRevision(&c, req);
+    kiln::v1::DownloadRevisionResponse resp;
+    bool stopped = false, write_failed = false;
+    while (reader->Read(&resp)) {
+      if (cancelled && cancelled()) {
+        stopped = true;
+        break;
+      }
+      out.write(resp.data().data(), static_cast<std::streamsize>(resp.data().size()));
+      if (!out) {
+        write_failed = true;
+        break;
+      }
+    }
+    if (stopped || write_failed) c.TryCancel();
+    grpc::Status s = reader->Finish();
+    if (stopped) return absl::CancelledError("the deployment was stopped");
+    out.close();
+    if (write_failed || !out) return absl::InternalError(absl::StrCat("writing ", dest, " failed"));
+    if (!s.ok()) return common::FromGrpcStatus(s);
+    return absl::OkStatus();
   }
 
   void Worker(std::string build_id, Build* b) {
@@ -353,6 +397,17 @@ struct AgentClient::Impl {
       }
       case CoordinatorMessage::kReleaseBuild:
         Release(m.release_build().build_id(), BuildStatus::FAULT, "build released by the coordinator");
+        break;
+      case CoordinatorMessage::kDeployHost:
+        // The runner may send (resend results) right away: not under `mu`.
+        mu.Unlock();
+        deploy->Deploy(m.deploy_host());
+        mu.Lock();
+        break;
+      case CoordinatorMessage::kStopDeployment:
+        mu.Unlock();
+        deploy->Stop(m.stop_deployment().deployment_id());
+        mu.Lock();
         break;
       default:
         break;
@@ -507,6 +562,8 @@ struct AgentClient::Impl {
             outbox.push_back(std::move(m));
           }
         }
+        // No ack exists for deploy results: resend every kept one (applied idempotently).
+        for (AgentMessage& m : deploy->ResendableResults()) outbox.push_back(std::move(m));
       }
       KILN_LOG(INFO) << "agent " << agent_id << " connected to " << addr;
       std::thread writer([this, s = stream.get()] { WriterLoop(s); });
@@ -575,7 +632,21 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(Options options
                                "/builds");
     }
   }
+  DeployRunner::Options deploy_options;
+  deploy_options.root_dir = options.deployment_root.empty()
+                                ? std::filesystem::path(options.work_dir) / "deployment-root"
+                                : std::filesystem::path(options.deployment_root);
   impl->opts = std::move(options);
+  Impl* raw = impl.get();
+  deploy_options.download = [raw](const std::string& id, const std::string& dest,
+                                  const std::function<bool()>& cancelled) {
+    return raw->DownloadRevision(id, dest, cancelled);
+  };
+  deploy_options.send = [raw](AgentMessage m) {
+    absl::MutexLock l(&raw->mu);
+    raw->EnqueueLocked(std::move(m));
+  };
+  KILN_ASSIGN_OR_RETURN(impl->deploy, DeployRunner::Create(std::move(deploy_options)));
   return std::unique_ptr<AgentClient>(new AgentClient(std::move(impl)));
 }
 
@@ -602,6 +673,8 @@ void AgentClient::Stop() {
   }
   const std::string reason = absl::StrCat("agent ", impl_->agent_id, " is shutting down");
   for (auto& r : running) r->Stop(BuildStatus::FAULT, reason);
+  // Stops a running deployment (its results join the outbox drained below) and joins its threads.
+  impl_->deploy->Shutdown();
   {
     absl::MutexLock l(&impl_->mu);
     impl_->mu.AwaitWithTimeout(

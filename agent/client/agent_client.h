@@ -2,10 +2,13 @@
 // NAT), holds one Connect stream, reconnects with exponential backoff, runs the phases it is sent on
 // per-build worker threads, streams their output as numbered log chunks, and after a reconnect
 // resends what the coordinator may not have stored (unacknowledged chunks, then the last phase
-// result of each build).
+// result of each build, then the kept deployment results). DeployHost / StopDeployment go to a
+// DeployRunner (deploy_runner.h) whose DeployEventResult / DeployLog messages share the outbound
+// queue.
 //
 // Threads: the connection thread (dial, read loop), one writer thread per stream (outbound queue +
-// heartbeats), one worker thread per build. Public methods are thread-safe.
+// heartbeats), one worker thread per build, the DeployRunner's threads. Public methods are
+// thread-safe.
 #ifndef KILN_AGENT_CLIENT_AGENT_CLIENT_H_
 #define KILN_AGENT_CLIENT_AGENT_CLIENT_H_
 
@@ -77,9 +80,12 @@ class AgentClient {
     // Projects whose cache this agent holds (AgentHello.warm_cache_projects), asked at each
     // (re)connect. Empty function: none.
     std::function<std::vector<std::string>()> warm_cache_projects;
+    // Root of the deployment engine (DeployHost, reference §4.8). Empty: <work_dir>/deployment-root.
+    std::string deployment_root;
   };
 
-  // Errors: InvalidArgument (no coordinator, slots out of 1..1024, bad labels), Internal (work dir).
+  // Errors: InvalidArgument (no coordinator, slots out of 1..1024, bad labels), Internal (work dir
+  // or deployment root cannot be created).
   static absl::StatusOr<std::unique_ptr<AgentClient>> Create(Options options);
   AgentClient(const AgentClient&) = delete;
   AgentClient& operator=(const AgentClient&) = delete;

@@ -12,6 +12,7 @@
 // Commands print values as whole output lines "NAME=value", read back with Printed().
 #include <stdlib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
@@ -950,6 +952,78 @@ phases:
   EXPECT_EQ(Printed(f->log, "LENGTH"), "16");
   EXPECT_EQ(Printed(f->log, "PLAIN"), "***");
   EXPECT_THAT(f->log, Not(HasSubstr("plain-Param-ij90")));
+}
+
+// ===== §1.14 item 6: artifacts, relative to CODEBUILD_SRC_DIR / base-directory (§1.10) ===========
+
+// Lists the members of the build's artifact `name` ("" = primary), fetched with `kiln artifact get`.
+std::string ArtifactMembers(Farm* farm, const std::string& dir, const std::string& build_id,
+                            const std::string& name) {
+  const std::string zip = absl::StrCat(dir, "/", absl::StrReplaceAll(build_id, {{":", "_"}}), "-",
+                                       name.empty() ? "primary" : name, ".zip");
+  std::vector<std::string> args = {"artifact", "get", build_id, "-o", zip};
+  if (!name.empty()) args.insert(args.end(), {"--name", name});
+  auto r = farm->Kiln(args);
+  if (!r.ok() || r->exit_code != 0) return absl::StrCat("(artifact get failed: ", r.ok() ? r->err : "", ")");
+  std::string out;
+  FILE* p = popen(("unzip -Z1 " + zip).c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  while (fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  pclose(p);
+  return out;
+}
+
+TEST_F(ConformanceTest, Rule6_ArtifactPathsAreRelativeToTheSourceDirNotTheCwd) {
+  auto f = Run(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p out/sub elsewhere && echo a > out/a.txt && echo b > out/sub/b.txt
+      - cd elsewhere && echo decoy > a.txt
+artifacts:
+  files:
+    - out/**/*
+)yaml");
+  ASSERT_THAT(f, IsOk());
+  EXPECT_EQ(BuildStatus::Value_Name(f->build.build_status()), "SUCCEEDED");
+  EXPECT_EQ(PhaseStatus(f->build, BuildPhaseType::UPLOAD_ARTIFACTS), "SUCCEEDED");
+  EXPECT_EQ(ArtifactMembers(farm_, *dir_, f->build.id(), ""), "out/a.txt\nout/sub/b.txt\n");
+}
+
+TEST_F(ConformanceTest, Rule6_BaseDirectoryGlobAndDiscardPathsFollowTheWorkedExample) {
+  // §1.10's worked example: files ['**/*'] under base-directory 'my-build*' with discard-paths.
+  auto f = Run(R"yaml(version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p my-build-1 my-build-2/my-subdirectory
+      - echo 1 > my-build-1/my-file-1.txt && echo 2 > my-build-2/my-file-2.txt
+      - echo 3 > my-build-2/my-subdirectory/my-file-3.txt
+artifacts:
+  files: ['**/*']
+  base-directory: 'my-build*'
+  discard-paths: yes
+  secondary-artifacts:
+    sub:
+      files: ['*/my-file-3.txt']
+      base-directory: my-build-2
+)yaml");
+  ASSERT_THAT(f, IsOk());
+  EXPECT_EQ(BuildStatus::Value_Name(f->build.build_status()), "SUCCEEDED");
+  EXPECT_EQ(ArtifactMembers(farm_, *dir_, f->build.id(), ""),
+            "my-file-1.txt\nmy-file-2.txt\nmy-file-3.txt\n");
+  EXPECT_EQ(ArtifactMembers(farm_, *dir_, f->build.id(), "sub"), "my-subdirectory/my-file-3.txt\n");
+}
+
+TEST_F(ConformanceTest, Rule6_ZeroMatchingArtifactPathsFailsTheBuild) {
+  auto f = Run(BuildOnly({"echo built"}) + "artifacts:\n  files:\n    - dist/*.whl\n");
+  ASSERT_THAT(f, IsOk());
+  EXPECT_EQ(BuildStatus::Value_Name(f->build.build_status()), "FAILED");
+  EXPECT_EQ(PhaseStatus(f->build, BuildPhaseType::UPLOAD_ARTIFACTS), "FAILED");
+  const PhaseContext c = FirstContext(f->build, BuildPhaseType::UPLOAD_ARTIFACTS);
+  EXPECT_EQ(c.status_code(), "CLIENT_ERROR");
+  EXPECT_THAT(c.message(), HasSubstr("no matching artifact paths found"));
 }
 
 // ===== §1.14 item 7: exported variables ============================================================
