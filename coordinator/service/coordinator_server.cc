@@ -6,14 +6,19 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/deployments/deploy_service.h"
+#include "coordinator/deployments/deployment_controller.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/http/webhook.h"
 #include "coordinator/http/webhook_deliveries.h"
 #include "coordinator/logs/log_store.h"
 #include "coordinator/params/parameter_store.h"
+#include "coordinator/pipelines/pipeline_controller.h"
+#include "coordinator/pipelines/pipeline_service.h"
 #include "coordinator/poller/source_poller.h"
 #include "coordinator/service/services.h"
 #include "coordinator/store/rocksdb_store.h"
@@ -23,11 +28,12 @@ namespace kiln::coordinator {
 
 namespace {
 
-// Webhook deliveries and source polls start builds through the controller.
+// Webhook deliveries and source polls start builds through the controller, and tell the pipelines
+// whose Source action names the project (PipelineController::OnSourceChange).
 class ControllerWebhookBackend final : public WebhookBackend {
  public:
-  ControllerWebhookBackend(BuildController* c, std::string initiator)
-      : c_(c), initiator_(std::move(initiator)) {}
+  ControllerWebhookBackend(BuildController* c, PipelineController* pipelines, std::string initiator)
+      : c_(c), pipelines_(pipelines), initiator_(std::move(initiator)) {}
   absl::StatusOr<std::vector<kiln::v1::Project>> ListProjects() override { return c_->ListProjects(); }
   absl::StatusOr<std::string> GetSecret(const std::string& name) override {
     return c_->GetParameterValue(name);
@@ -39,12 +45,40 @@ class ControllerWebhookBackend final : public WebhookBackend {
     req.set_source_version(version);
     req.set_initiator(initiator_);
     KILN_ASSIGN_OR_RETURN(kiln::v1::Build b, c_->StartBuild(req, &trigger));
+    if (pipelines_ != nullptr && trigger.event() == "PUSH" &&
+        absl::StartsWith(trigger.head_ref(), "refs/heads/")) {
+      auto ids = pipelines_->OnSourceChange(project.name(), trigger.head_ref().substr(11), version,
+                                            initiator_ == "poll" ? "poll" : "webhook");
+      if (!ids.ok()) KILN_LOG(WARNING) << "pipelines: " << ids.status();
+    }
     return b.id();
   }
 
  private:
   BuildController* c_;
+  PipelineController* pipelines_;
   const std::string initiator_;
+};
+
+// Pipeline Deploy actions create deployments through the deployment controller.
+class PipelineDeployments final : public DeploymentStarter {
+ public:
+  explicit PipelineDeployments(DeploymentController* d) : d_(d) {}
+  absl::StatusOr<std::string> Start(const std::string& app, const std::string& group,
+                                    const std::string& build, const std::string& artifact) override {
+    kiln::v1::Revision r;
+    r.mutable_build_artifact()->set_build_id(build);
+    r.mutable_build_artifact()->set_artifact(artifact);
+    KILN_ASSIGN_OR_RETURN(kiln::v1::Deployment d, d_->StartForPipeline(app, group, r));
+    return d.id();
+  }
+  absl::StatusOr<std::string> Status(const std::string& id) override {
+    KILN_ASSIGN_OR_RETURN(kiln::v1::Deployment d, d_->GetDeployment(id));
+    return d.status();
+  }
+
+ private:
+  DeploymentController* d_;
 };
 
 }  // namespace
@@ -55,6 +89,12 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<ParameterStore> params;
   std::unique_ptr<ArtifactStore> artifacts;
   std::unique_ptr<WebhookDeliveryLog> deliveries;
+  std::unique_ptr<DeploymentController> deployments;
+  std::unique_ptr<DeployServiceImpl> deploy_service;
+  std::unique_ptr<BuildControllerBackend> pipeline_builds;
+  std::unique_ptr<PipelineDeployments> pipeline_deploys;
+  std::unique_ptr<PipelineController> pipelines;
+  std::unique_ptr<PipelineServiceImpl> pipeline_service;
   std::unique_ptr<AgentServiceImpl> agent_service;
   std::unique_ptr<KilnServiceImpl> kiln_service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -104,8 +144,23 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   copts.lease_millis = options.lease_millis;
   KILN_ASSIGN_OR_RETURN(s->controller_, BuildController::Create(copts));
 
-  impl.agent_service =
-      std::make_unique<AgentServiceImpl>(s->controller_.get(), impl.artifacts.get());
+  DeploymentController::Options dopts;
+  dopts.store = impl.store.get();
+  dopts.logs = impl.logs.get();
+  dopts.builds = s->controller_.get();
+  dopts.lease_millis = options.lease_millis;
+  KILN_ASSIGN_OR_RETURN(impl.deployments, DeploymentController::Create(dopts));
+  impl.deploy_service = std::make_unique<DeployServiceImpl>(impl.deployments.get());
+  impl.pipeline_builds = std::make_unique<BuildControllerBackend>(s->controller_.get());
+  impl.pipeline_deploys = std::make_unique<PipelineDeployments>(impl.deployments.get());
+  PipelineController::Options popts;
+  popts.store = impl.store.get();
+  popts.builds = impl.pipeline_builds.get();
+  popts.deployments = impl.pipeline_deploys.get();
+  KILN_ASSIGN_OR_RETURN(impl.pipelines, PipelineController::Create(popts));
+  impl.pipeline_service = std::make_unique<PipelineServiceImpl>(impl.pipelines.get());
+  impl.agent_service = std::make_unique<AgentServiceImpl>(
+      s->controller_.get(), impl.artifacts.get(), impl.deployments.get());
   KILN_ASSIGN_OR_RETURN(impl.deliveries, WebhookDeliveryLog::Open(impl.store.get()));
   impl.kiln_service = std::make_unique<KilnServiceImpl>(s->controller_.get(), impl.artifacts.get(),
                                                         impl.deliveries.get());
@@ -113,6 +168,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &s->grpc_port_);
   builder.RegisterService(impl.agent_service.get());
   builder.RegisterService(impl.kiln_service.get());
+  builder.RegisterService(impl.deploy_service.get());
+  builder.RegisterService(impl.pipeline_service.get());
   // Agents ping every 20 s with no calls in flight; allow it (grpc doc/keepalive.md).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
@@ -128,8 +185,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   }
 
   if (!options.http_listen.empty()) {
-    impl.webhook_backend =
-        std::make_unique<ControllerWebhookBackend>(s->controller_.get(), "webhook/github");
+    impl.webhook_backend = std::make_unique<ControllerWebhookBackend>(
+        s->controller_.get(), impl.pipelines.get(), "webhook/github");
     impl.webhooks =
         std::make_unique<WebhookProcessor>(impl.webhook_backend.get(), impl.deliveries.get());
     HttpServer::Options hopts;
@@ -140,11 +197,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     handlers.github_webhook = [webhooks](const std::map<std::string, std::string>& h,
                                          std::string_view body) { return webhooks->HandleGitHub(h, body); };
     handlers.metrics = [controller] { return controller->MetricsText(); };
-    handlers.healthy = [controller] { return controller->Healthy(); };
+    DeploymentController* deployments = impl.deployments.get();
+    PipelineController* pipelines = impl.pipelines.get();
+    handlers.healthy = [controller, deployments, pipelines] {
+      return controller->Healthy() && deployments->Healthy() && pipelines->Healthy();
+    };
     KILN_ASSIGN_OR_RETURN(impl.http, HttpServer::Start(hopts, std::move(handlers)));
   }
 
-  impl.poll_backend = std::make_unique<ControllerWebhookBackend>(s->controller_.get(), "poll");
+  impl.poll_backend = std::make_unique<ControllerWebhookBackend>(s->controller_.get(),
+                                                                 impl.pipelines.get(), "poll");
   SourcePoller::Options poller_options;
   poller_options.backend = impl.poll_backend.get();
   poller_options.store = impl.store.get();
@@ -153,10 +215,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   impl.poller->Start();
 
   BuildController* controller = s->controller_.get();
+  DeploymentController* deployments = impl.deployments.get();
+  PipelineController* pipelines = impl.pipelines.get();
   const int64_t tick = options.tick_interval_millis;
-  impl.ticker = std::thread([&impl, controller, tick] {
+  impl.ticker = std::thread([&impl, controller, deployments, pipelines, tick] {
     while (!impl.stop_ticker.WaitForNotificationWithTimeout(absl::Milliseconds(tick))) {
       controller->Tick();
+      deployments->Tick();
+      pipelines->Tick();
     }
   });
   KILN_LOG(INFO) << "coordinator listening: gRPC 127.0.0.1:" << s->grpc_port_

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "coordinator/deployments/deploy_service.h"
 #include "common/logging.h"
 
 namespace kiln::coordinator {
@@ -329,6 +330,11 @@ grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* A
 grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest>* AgentServiceImpl::UploadArtifact(
     grpc::CallbackServerContext* ctx, kiln::v1::UploadArtifactResponse* resp) {
   return new UploadReactor(controller_, artifacts_, resp);
+}
+
+grpc::ServerWriteReactor<kiln::v1::DownloadRevisionResponse>* AgentServiceImpl::DownloadRevision(
+    grpc::CallbackServerContext*, const kiln::v1::DownloadRevisionRequest* req) {
+  return StartDownloadRevision(deployments_, artifacts_, *req);
 }
 
 grpc::ServerWriteReactor<kiln::v1::GetArtifactResponse>* KilnServiceImpl::GetArtifact(

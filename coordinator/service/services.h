@@ -9,6 +9,7 @@
 
 #include "coordinator/artifacts/artifact_store.h"
 #include "coordinator/builds/build_controller.h"
+#include "coordinator/deployments/deployment_controller.h"
 #include "coordinator/http/webhook_deliveries.h"
 #include "kiln/v1/agent.grpc.pb.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -19,8 +20,10 @@ namespace kiln::coordinator {
 class AgentServiceImpl final : public kiln::v1::AgentService::CallbackService {
  public:
   // `artifacts` (may be null: uploads fail) must outlive the service too.
-  AgentServiceImpl(BuildController* controller, ArtifactStore* artifacts)
-      : controller_(controller), artifacts_(artifacts) {}
+  // `deployments` may be null (DownloadRevision then answers FAILED_PRECONDITION).
+  AgentServiceImpl(BuildController* controller, ArtifactStore* artifacts,
+                   DeploymentController* deployments = nullptr)
+      : controller_(controller), artifacts_(artifacts), deployments_(deployments) {}
   grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetBuildParameters(grpc::CallbackServerContext* context,
@@ -28,10 +31,13 @@ class AgentServiceImpl final : public kiln::v1::AgentService::CallbackService {
                                                kiln::v1::GetBuildParametersResponse* response) override;
   grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest>* UploadArtifact(
       grpc::CallbackServerContext* context, kiln::v1::UploadArtifactResponse* response) override;
+  grpc::ServerWriteReactor<kiln::v1::DownloadRevisionResponse>* DownloadRevision(
+      grpc::CallbackServerContext* context, const kiln::v1::DownloadRevisionRequest* request) override;
 
  private:
   BuildController* controller_;
   ArtifactStore* artifacts_;
+  DeploymentController* deployments_;
 };
 
 // kiln.v1.KilnService. `controller` must outlive the service and the server it is registered with.

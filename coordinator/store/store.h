@@ -19,6 +19,14 @@
 //                                  X-GitHub-Delivery (redelivery de-duplication across restarts)
 //   poll/<project>                 JSON {location, branch, commit}: the source poller's last-seen
 //                                  commit (poller/source_poller.h)
+//   deploy-app/<application>       kiln.v1.Application (deployments/deployment_controller.h)
+//   deploy-group/<application>/<group>  kiln.v1.DeploymentGroup
+//   deployment/<id>                kiln.v1.Deployment
+//   deployment-by-time/<seq:020>   deployment id (creation order; counter/deployment_seq)
+//   deployment-active/<id>         JSON rollout record {hosts, finished} while the deployment or one
+//                                  of its hosts runs (replayed into deploy::Rollout at restart)
+//   deployment-instance/<group id>/<agent id>  JSON {healthy, revision}: instance health (§4.9)
+//   log/<deployment id>/<agent id> JSON log index of one host's deployment log (logs/log_store.h)
 //
 // Implementations are thread-safe. A failed write makes the store fail every later write with the same
 // error (sticky, like leveldb's bg_error_): the coordinator must not act on state it could not persist.

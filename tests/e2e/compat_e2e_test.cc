@@ -92,7 +92,9 @@ class CompatE2eTest : public ::testing::Test {
     o.minute_millis = minute_millis;
     farm_ = std::make_unique<Farm>(dir_, o);
     ASSERT_THAT(farm_->StartCoordinator(), IsOk());
-    if (slots > 0) ASSERT_THAT(farm_->StartAgent(slots), IsOk());
+    if (slots > 0) {
+      ASSERT_THAT(farm_->StartAgent(slots), IsOk());
+    }
   }
 
   // A repository named `name` with `buildspec` committed, and a project for it with `extra` YAML.

@@ -161,7 +161,8 @@ absl::StatusOr<int> Farm::StopCoordinator(int signal) {
   return coordinator_->WaitExit(absl::Seconds(30));
 }
 
-absl::StatusOr<int> Farm::StartAgent(int slots, const std::string& labels, int restart_index) {
+absl::StatusOr<int> Farm::StartAgent(int slots, const std::string& labels, int restart_index,
+                                     const std::map<std::string, std::string>& env) {
   const bool restart = restart_index >= 0;
   const int index = restart ? restart_index : static_cast<int>(agents_.size());
   SpawnOptions o;
@@ -172,6 +173,7 @@ absl::StatusOr<int> Farm::StartAgent(int slots, const std::string& labels, int r
     o.argv.push_back(labels);
   }
   o.log_file = absl::StrCat(dir_, "/logs/agent-", index, restart ? ".restarted.log" : ".log");
+  o.env = env;
   auto p = Process::Spawn(o);
   if (!p.ok()) return p.status();
   if (restart) {

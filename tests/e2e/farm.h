@@ -67,7 +67,9 @@ class Farm {
   // Starts kiln-agent with work dir <dir>/agent-<index> and waits (30 s) until `kiln agent list` shows
   // it connected. `labels` is the --labels value ("k=v,..."; empty: none). Returns the index.
   // `restart_index` >= 0 starts that (stopped) agent again with the same work dir.
-  absl::StatusOr<int> StartAgent(int slots, const std::string& labels = "", int restart_index = -1);
+  // `env` is added to the agent's environment (deployment hooks inherit it).
+  absl::StatusOr<int> StartAgent(int slots, const std::string& labels = "", int restart_index = -1,
+                                 const std::map<std::string, std::string>& env = {});
   // Sends `signal` to agent `index` and waits (30 s) for it to exit; returns its exit code.
   absl::StatusOr<int> StopAgent(int index, int signal);
   Process* agent(int index) { return agents_.at(index).get(); }

@@ -13,6 +13,8 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/deploy_commands.h"
+#include "tools/cli/pipeline_commands.h"
 
 using kiln::cli::Stub;
 
@@ -116,6 +118,58 @@ int main(int argc, char** argv) {
     run = [&](Stub& s) { return kiln::cli::WebhookDeliveries(s, deliveries, out, err); };
   });
 
+  // kiln deploy ... (DeployService).
+  std::function<int(kiln::cli::DeployStub&)> deploy_run;
+  kiln::cli::DeployCommandLine deploy_cli(app, &deploy_run, out, err);
+
+  // kiln pipeline ... (PipelineService).
+  std::function<int(kiln::cli::PipelineStub&)> run_pipeline;
+  CLI::App* pl = app.add_subcommand("pipeline", "Manage pipelines")->require_subcommand(1);
+  kiln::cli::PipelineApplyOptions pa;
+  CLI::App* c = pl->add_subcommand("apply", "Create or replace a pipeline from YAML");
+  c->add_option("-f,--file", pa.file, "pipeline.yaml")->required();
+  c->callback([&] {
+    run_pipeline = [&](auto& s) { return kiln::cli::PipelineApply(s, pa, out, err); };
+  });
+  kiln::cli::PipelineGetOptions pg;
+  c = pl->add_subcommand("get", "Show a pipeline and its executions");
+  c->add_option("NAME", pg.name)->required();
+  c->add_flag("--json", pg.json, "Print the pipeline and executions as JSON");
+  c->add_option("--limit", pg.limit, "At most N executions")->check(CLI::Range(1, 1000));
+  c->callback([&] {
+    run_pipeline = [&](auto& s) { return kiln::cli::PipelineGet(s, pg, out, err); };
+  });
+  kiln::cli::PipelineStartOptions ps;
+  c = pl->add_subcommand("start", "Start an execution; prints its id");
+  c->add_option("NAME", ps.name)->required();
+  c->add_option("--commit", ps.commit, "Source commit (default: the branch head)");
+  c->callback([&] {
+    run_pipeline = [&](auto& s) { return kiln::cli::PipelineStart(s, ps, out, err); };
+  });
+  kiln::cli::PipelineApprovalOptions pv;
+  for (const char* verb : {"approve", "reject"}) {
+    c = pl->add_subcommand(verb, std::string(verb) == "approve" ? "Approve a manual approval"
+                                                                : "Reject a manual approval");
+    c->add_option("NAME", pv.name)->required();
+    c->add_option("--execution", pv.execution, "Execution id")->required();
+    c->add_option("--stage", pv.stage, "Stage name")->required();
+    c->add_option("--action", pv.action, "Action name")->required();
+    c->add_option("--summary", pv.summary, "Comment recorded with the answer");
+    const bool approve = std::string(verb) == "approve";
+    c->callback([&, approve] {
+      pv.approve = approve;
+      run_pipeline = [&](auto& s) { return kiln::cli::PipelineApproval(s, pv, out, err); };
+    });
+  }
+  kiln::cli::PipelineRetryOptions pr;
+  c = pl->add_subcommand("retry", "Re-run the failed actions of a failed stage");
+  c->add_option("NAME", pr.name)->required();
+  c->add_option("--execution", pr.execution, "Execution id")->required();
+  c->add_option("--stage", pr.stage, "Stage name")->required();
+  c->callback([&] {
+    run_pipeline = [&](auto& s) { return kiln::cli::PipelineRetry(s, pr, out, err); };
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -124,6 +178,8 @@ int main(int argc, char** argv) {
   }
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials());
+  if (deploy_run) return deploy_run(*kiln::v1::DeployService::NewStub(channel));
+  if (run_pipeline) return run_pipeline(*kiln::v1::PipelineService::NewStub(channel));
   std::unique_ptr<kiln::v1::KilnService::Stub> stub = kiln::v1::KilnService::NewStub(channel);
   return run(*stub);
 }
