@@ -27,6 +27,13 @@
 //                                  of its hosts runs (replayed into deploy::Rollout at restart)
 //   deployment-instance/<group id>/<agent id>  JSON {healthy, revision}: instance health (§4.9)
 //   log/<deployment id>/<agent id> JSON log index of one host's deployment log (logs/log_store.h)
+//   pipeline/<name>                kiln.v1.Pipeline (pipelines/pipeline_controller.h)
+//   pipeline-version/<name>/<version:010>  kiln.v1.Pipeline, every version (executions run the one
+//                                  they started with)
+//   pipeline-execution/<name>/<seq:020>  kiln.v1.PipelineExecution
+//   pipeline-execution-id/<id>     "<name>/<seq:020>" of execution <id>
+//   pipeline-active/<seq:020>      "<name>" while the execution is unfinished (Tick resumes it)
+//   counter/pipeline_execution_seq
 //
 // Implementations are thread-safe. A failed write makes the store fail every later write with the same
 // error (sticky, like leveldb's bg_error_): the coordinator must not act on state it could not persist.
