@@ -120,10 +120,19 @@ class DeployE2eTest : public ::testing::Test {
     ASSERT_THAT(repo, IsOk());
     repo_ = std::make_unique<Repo>(*std::move(repo));
     ASSERT_THAT(repo_->CopyIn(SourceDir() + "/examples/flask-app"), IsOk());
-    ASSERT_THAT(farm_->ApplyProject("flask-app",
-                                    absl::StrCat("name: flask-app\nsource: {type: git, location: \"",
-                                                 repo_->bare_path(), "\", branch: main}\n")),
+    ASSERT_THAT(farm_->ApplyProject(
+                    "flask-app", absl::StrCat("name: flask-app\nsource: {type: git, location: \"",
+                                              repo_->bare_path(),
+                                              "\", branch: main}\nwebhook: {secret_parameter: "
+                                              "/kiln/webhooks/flask-app}\n")),
                 IsOk());
+    // The bare repository's post-receive hook sends signed GitHub-style push deliveries.
+    const std::string secret = absl::StrCat(absl::ToUnixNanos(absl::Now()), "-e2e-webhook-secret");
+    const std::string secret_file = dir_ + "/webhook-secret";
+    std::ofstream(secret_file) << secret;
+    fs::permissions(secret_file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+    ASSERT_THAT(farm_->PutParameter("/kiln/webhooks/flask-app", secret, /*secure=*/true), IsOk());
+    ASSERT_THAT(repo_->InstallWebhookHook(farm_->webhook_url(), secret_file), IsOk());
     auto app = farm_->Kiln({"deploy", "app", "create", "flask-app"});
     ASSERT_THAT(app, IsOk());
     ASSERT_EQ(app->exit_code, 0) << app->err;
@@ -274,23 +283,28 @@ TEST_F(DeployE2eTest, APushRunsThePipelineThroughApprovalToDeployedOnThreeHosts)
   auto applied = farm_->Kiln({"pipeline", "apply", "-f", pipeline});
   ASSERT_THAT(applied, IsOk());
   ASSERT_EQ(applied->exit_code, 0) << applied->err;
-  // Manual start at a pushed commit (the webhook/poll path calls the same OnSourceChange).
+  // A push: the webhook delivery starts the pipeline (Source action on the project).
   auto sha = repo_->Commit({{".e2e-run", absl::StrCat(absl::ToUnixNanos(absl::Now()))}}, "pipeline run");
   ASSERT_THAT(sha, IsOk());
-  ASSERT_THAT(repo_->Git({"push", "-q", "origin", "main"}), IsOk());
-  auto started = farm_->Kiln({"pipeline", "start", "flask-app", "--commit", *sha});
-  ASSERT_THAT(started, IsOk());
-  ASSERT_EQ(started->exit_code, 0) << started->err;
-  const std::string execution(absl::StripAsciiWhitespace(started->out));
+  auto push = repo_->Push();
+  ASSERT_THAT(push, IsOk());
+  EXPECT_THAT(push->err, HasSubstr("HTTP 200"));
   // Wait for the approval, approve, wait for the execution to end.
-  auto get = [&] { return farm_->Kiln({"pipeline", "get", "flask-app", "--json"}); };
+  kiln::v1::GetPipelineResponse state;
   ASSERT_THAT(PollUntil(absl::Seconds(300), "the Approve stage to wait",
                         [&] {
-                          auto g = get();
-                          return g.ok() && absl::StrContains(g->out, "\"Waiting\"");
+                          auto g = farm_->Kiln({"pipeline", "get", "flask-app", "--json"});
+                          state.Clear();
+                          return g.ok() &&
+                                 google::protobuf::util::JsonStringToMessage(g->out, &state).ok() &&
+                                 absl::StrContains(g->out, "\"Waiting\"");
                         },
                         absl::Milliseconds(500)),
               IsOk());
+  ASSERT_GE(state.executions_size(), 1);
+  EXPECT_EQ(state.executions(0).source_commit(), *sha);
+  EXPECT_EQ(state.executions(0).trigger(), "webhook");
+  const std::string execution = state.executions(0).id();
   auto approve = farm_->Kiln({"pipeline", "approve", "flask-app", "--execution", execution, "--stage",
                               "Approve", "--action", "Approve", "--summary", "ship it"});
   ASSERT_THAT(approve, IsOk());
