@@ -1,5 +1,7 @@
 #include "tools/cli/commands.h"
 
+#include "tools/cli/cli_util.h"
+
 #include <map>
 #include <algorithm>
 #include <cerrno>
@@ -28,57 +30,12 @@ using kiln::v1::Build;
 using kiln::v1::BuildPhase;
 using kiln::v1::BuildPhaseType;
 using kiln::v1::BuildStatus;
-using Row = std::vector<std::string>;
-
-// A context whose unary call ends `opts.deadline` from now.
-void SetDeadline(grpc::ClientContext& ctx, const CommandOptions& opts) {
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + opts.deadline));
-}
-
-// Prints "kiln: NOT_FOUND: <message>" and returns the failure exit code.
-int RpcError(const grpc::Status& s, std::ostream& err) {
-  err << "kiln: " << absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) << ": "
-      << s.error_message() << "\n";
-  return kExitFailure;
-}
-
-// Columns separated by two spaces, each as wide as its widest cell; rows[0] is the header.
-void PrintTable(const std::vector<Row>& rows, std::ostream& out, const std::string& indent = "") {
-  std::vector<size_t> widths;
-  for (const Row& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()));
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const Row& row : rows) {
-    std::string line = indent;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
-    }
-    line.erase(line.find_last_not_of(' ') + 1);
-    out << line << "\n";
-  }
-}
 
 const std::string& StatusName(BuildStatus::Value v) { return BuildStatus::Value_Name(v); }
 const std::string& PhaseName(BuildPhaseType::Value v) { return BuildPhaseType::Value_Name(v); }
 
 bool IsFinal(BuildStatus::Value v) {
   return v != BuildStatus::UNKNOWN && v != BuildStatus::IN_PROGRESS;
-}
-
-absl::Time ToTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-bool IsSet(const google::protobuf::Timestamp& ts) { return ts.seconds() != 0 || ts.nanos() != 0; }
-
-std::string FormatUtc(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
-}
-
-std::string FormatTimestamp(const google::protobuf::Timestamp& ts) {
-  return IsSet(ts) ? FormatUtc(ToTime(ts)) : "-";
 }
 
 // end - start in milliseconds, or -1 if either is unset.
@@ -106,13 +63,6 @@ std::string ContextText(const BuildPhase& p) {
     }
   }
   return absl::StrJoin(parts, "; ");
-}
-
-// "k=v,k2=v2", sorted by key (proto maps are unordered).
-std::string FormatLabels(const google::protobuf::Map<std::string, std::string>& labels) {
-  std::vector<std::pair<std::string, std::string>> sorted(labels.begin(), labels.end());
-  std::sort(sorted.begin(), sorted.end());
-  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "tools/cli/pipeline_commands.h"
 
+#include "tools/cli/cli_util.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -21,22 +23,9 @@
 namespace kiln::cli {
 namespace {
 
-using Row = std::vector<std::string>;
 using ::google::protobuf::util::TimeUtil;
 
-void SetDeadline(grpc::ClientContext& ctx, const CommandOptions& opts) {
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + opts.deadline));
-}
-
-int RpcError(const grpc::Status& s, std::ostream& err) {
-  err << "kiln: " << absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) << ": "
-      << s.error_message() << "\n";
-  return kExitFailure;
-}
-
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
-
-bool IsSet(const google::protobuf::Timestamp& t) { return t.seconds() != 0 || t.nanos() != 0; }
 
 // "-" unless both ends are set.
 std::string Span(const google::protobuf::Timestamp& start, const google::protobuf::Timestamp& end) {
