@@ -18,6 +18,8 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "coordinator/http/webhook.h"
+#include "httplib.h"
 #include "tests/e2e/farm.h"
 #include "tests/testing/build_helpers.h"
 #include "tests/testing/status_matchers.h"
@@ -301,6 +303,113 @@ TEST_F(CompatE2eTest, EnvironmentImageRunsTheBuildInAContainerAndPrivilegedGetsT
   EXPECT_EQ(absl::StripAsciiWhitespace(
                 Shell("docker ps -aq --filter label=kiln.build-id=" + f->build.id() + " | wc -l")),
             "0");
+}
+
+TEST_F(CompatE2eTest, WebhookFilterGroupsPullRequestsDeliveriesAndSourcePolling) {
+  StartFarm();
+  const std::string secret = absl::StrCat("e2e-filter-secret-", absl::ToUnixNanos(absl::Now()));
+  const std::string secret_file = dir_ + "/secret";
+  std::ofstream(secret_file) << secret;
+  fs::permissions(secret_file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  ASSERT_THAT(farm_->PutParameter("/kiln/webhooks/hooked", secret, /*secure=*/true), IsOk());
+  auto repo = Repo::Create(dir_, "hooked");
+  ASSERT_THAT(repo, IsOk());
+  ASSERT_THAT(repo->Commit({{"buildspec.yml",
+                             BuildOnly({"echo \"version=$CODEBUILD_SOURCE_VERSION "
+                                        "event=$CODEBUILD_WEBHOOK_EVENT\""})}},
+                           "buildspec"),
+              IsOk());
+  ASSERT_THAT(repo->Git({"push", "-q", "origin", "main"}), IsOk());  // before the hook: no delivery
+  ASSERT_THAT(repo->InstallWebhookHook(farm_->webhook_url(), secret_file), IsOk());
+  ASSERT_THAT(farm_->ApplyProject("hooked", absl::StrCat(R"(name: hooked
+source: {type: git, location: ")", repo->bare_path(), R"(", branch: main}
+webhook:
+  secret_parameter: /kiln/webhooks/hooked
+  filter_groups:
+    - - {type: EVENT, pattern: "PULL_REQUEST_CREATED, PULL_REQUEST_UPDATED"}
+      - {type: BASE_REF, pattern: "^refs/heads/main$"}
+    - - {type: EVENT, pattern: PUSH}
+      - {type: HEAD_REF, pattern: "^refs/heads/main$"}
+      - {type: FILE_PATH, pattern: "^docs/", exclude_matched_pattern: true}
+)")),
+              IsOk());
+  auto builds = [&] {
+    auto ids = farm_->ListBuildIds("hooked");
+    return ids.ok() ? ids->size() : size_t{999};
+  };
+
+  // A push touching only docs/ is excluded by FILE_PATH: no build, and the delivery says why.
+  ASSERT_THAT(repo->Commit({{"docs/guide.md", "guide\n"}}, "docs"), IsOk());
+  auto push = repo->Push();
+  ASSERT_THAT(push, IsOk());
+  EXPECT_EQ(builds(), 0u);
+  auto deliveries = farm_->Kiln({"webhook", "deliveries", "--project", "hooked"});
+  ASSERT_THAT(deliveries, IsOk());
+  EXPECT_THAT(deliveries->out, HasSubstr("FILE_PATH"));
+
+  // A push to main with a source change builds.
+  auto code = repo->Commit({{"src.txt", "v1\n"}}, "code");
+  ASSERT_THAT(code, IsOk());
+  ASSERT_THAT(repo->Push(), IsOk());
+  ASSERT_THAT(PollUntil(absl::Seconds(30), "the push build", [&] { return builds() == 1u; }), IsOk());
+
+  // A pull request opened from a feature branch: the PR build checks out its head and reports pr/5.
+  ASSERT_THAT(repo->Git({"checkout", "-q", "-b", "feature"}), IsOk());
+  auto head = repo->Commit({{"src.txt", "feature\n"}}, "feature");
+  ASSERT_THAT(head, IsOk());
+  ASSERT_THAT(repo->Git({"push", "-q", "origin", "feature"}), IsOk());  // HEAD_REF: no build
+  const std::string body = absl::StrCat(
+      R"({"action":"opened","number":5,"pull_request":{"number":5,"title":"Feature",)",
+      R"("head":{"ref":"feature","sha":")", *head, R"("},"base":{"ref":"main","repo":{"clone_url":")",
+      repo->bare_path(), R"("}}},"repository":{"clone_url":")", repo->bare_path(),
+      R"("},"sender":{"id":4242}})");
+  httplib::Client http("127.0.0.1", farm_->http_port());
+  httplib::Headers headers = {{"X-GitHub-Event", "pull_request"},
+                              {"X-GitHub-Delivery", absl::StrCat("pr-", absl::ToUnixNanos(absl::Now()))},
+                              {"X-Hub-Signature-256", coordinator::ComputeGitHubSignature(body, secret)}};
+  auto res = http.Post("/webhooks/github", headers, body, "application/json");
+  ASSERT_TRUE(res) << "the coordinator did not answer";
+  EXPECT_EQ(res->status, 200) << res->body;
+  ASSERT_THAT(PollUntil(absl::Seconds(30), "the PR build", [&] { return builds() == 2u; }), IsOk());
+  auto ids = farm_->ListBuildIds("hooked");
+  ASSERT_THAT(ids, IsOk());
+  auto pr = farm_->FollowBuild(ids->front());
+  ASSERT_THAT(pr, IsOk());
+  EXPECT_EQ(pr->build.build_status(), BuildStatus::SUCCEEDED) << pr->log;
+  EXPECT_EQ(pr->build.resolved_source_version(), *head);
+  EXPECT_EQ(pr->build.webhook().trigger(), "pr/5");
+  EXPECT_THAT(pr->log, HasSubstr("version=pr/5 event=PULL_REQUEST_CREATED"));
+
+  // Source polling (no webhooks): the first poll records the head; a new commit starts one build.
+  auto polled = Repo::Create(dir_, "polled");
+  ASSERT_THAT(polled, IsOk());
+  ASSERT_THAT(polled->Commit({{"buildspec.yml", BuildOnly({"echo polled"})}}, "first"), IsOk());
+  ASSERT_THAT(polled->Git({"push", "-q", "origin", "main"}), IsOk());
+  ASSERT_THAT(farm_->ApplyProject("polled", absl::StrCat("name: polled\nsource: {type: git, location: \"",
+                                                         polled->bare_path(),
+                                                         "\", branch: main, poll_interval_seconds: 10}\n")),
+              IsOk());
+  ASSERT_THAT(PollUntil(absl::Seconds(30), "the first poll",
+                        [&] {
+                          // The poller logs the head it recorded (poller/source_poller.cc).
+                          return absl::StrContains(farm_->DaemonLogs(),
+                                                   "poller: project polled: refs/heads/main is at");
+                        }),
+              IsOk());
+  auto second = polled->Commit({{"src.txt", "x\n"}}, "second");
+  ASSERT_THAT(second, IsOk());
+  ASSERT_THAT(polled->Git({"push", "-q", "origin", "main"}), IsOk());
+  ASSERT_THAT(PollUntil(absl::Seconds(40), "a build started by polling",
+                        [&] {
+                          auto ids = farm_->ListBuildIds("polled");
+                          return ids.ok() && ids->size() == 1;
+                        }),
+              IsOk());
+  auto polled_ids = farm_->ListBuildIds("polled");
+  auto b = farm_->GetBuild(polled_ids->front());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(b->initiator(), "poll");
+  EXPECT_EQ(b->source_version(), *second);
 }
 
 }  // namespace
