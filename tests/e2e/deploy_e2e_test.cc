@@ -216,13 +216,18 @@ TEST_F(DeployE2eTest, OneAtATimeDeploysToThreeHostsAndAFailedValidateServiceIsRo
   ASSERT_THAT(logs, IsOk());
   EXPECT_THAT(logs->out, HasSubstr("answers version " + v1));
 
-  // 2. v2 fails ValidateService on the second host: the deployment fails and is rolled back.
-  auto [build2, v2] = Build({{"deploy/fail-on", absl::StrCat(ports_[1], "\n")}});
+  // 2. v2 fails ValidateService on one host: the deployment fails and is rolled back. OneAtATime
+  //    lets the LAST host fail without failing the deployment (§4.9), and the host order is the
+  //    coordinator's, so two hosts refuse v2: whichever comes first fails and stops the rollout.
+  auto [build2, v2] = Build({{"deploy/fail-on", absl::StrCat(ports_[1], "\n", ports_[2], "\n")}});
   auto [code2, d2] = Deploy(build2);
   EXPECT_NE(code2, 0);
   kiln::v1::Deployment dep2 = GetDeployment(d2);
   EXPECT_EQ(dep2.status(), "Failed");
   EXPECT_THAT(dep2.error_message(), HasSubstr("ValidateService"));
+  int failed_hosts = 0;
+  for (const auto& t : dep2.targets()) failed_hosts += t.status() == "Failed";
+  EXPECT_EQ(failed_hosts, 1) << "OneAtATime stops at the first failed host";
   ASSERT_FALSE(dep2.rolled_back_by().empty()) << "no automatic rollback";
   ASSERT_THAT(PollUntil(absl::Seconds(180), "the rollback to finish",
                         [&] {

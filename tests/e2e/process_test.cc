@@ -3,8 +3,9 @@
 
 #include <signal.h>
 #include <stdlib.h>
-
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -74,11 +75,14 @@ TEST(ProcessTest, FindProcessesSeesAMarkerInArgvAndEnvironment) {
   auto p = Process::Spawn(o);
   ASSERT_THAT(p, IsOk());
   const pid_t pid = (*p)->pid();
-  // exec -a happens just after the spawn: wait for it instead of racing.
+  // exec -a happens just after the spawn, and /proc/<pid>/cmdline reads empty for an instant while
+  // the process execs: wait until the marker is seen on our pid instead of racing.
   ASSERT_THAT(PollUntil(absl::Seconds(10), "exec -a",
-                        [&] { return !FindProcesses(marker + "-argv").empty(); }),
+                        [&] {
+                          auto found = FindProcesses(marker + "-argv");
+                          return std::find(found.begin(), found.end(), pid) != found.end();
+                        }),
               IsOk());
-  EXPECT_THAT(FindProcesses(marker + "-argv"), ::testing::Contains(pid));
   EXPECT_THAT(FindProcesses("KILN_E2E_MARKER=" + marker + "-env"), ::testing::Contains(pid));
   ASSERT_THAT((*p)->Kill(SIGKILL), IsOk());
   ASSERT_THAT((*p)->WaitExit(absl::Seconds(30)), IsOk());
