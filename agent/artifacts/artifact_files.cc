@@ -213,6 +213,16 @@ absl::StatusOr<std::vector<ArtifactFile>> ExpandGlob(const std::string& base_dir
   return out;
 }
 
+bool ResolvesInside(const std::string& path, const std::string& root) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(path, ec);
+  if (ec) return false;
+  const fs::path real_root = fs::canonical(root, ec);
+  if (ec) return false;
+  const std::string r = real_root.string(), p = real.string();
+  return p.size() > r.size() && p.compare(0, r.size(), r) == 0 && p[r.size()] == '/';
+}
+
 absl::StatusOr<ArtifactSelection> SelectArtifactFiles(const std::string& src_dir,
                                                       const common::BuildspecArtifacts& spec,
                                                       std::vector<std::string>* error_log) {
@@ -265,7 +275,13 @@ absl::StatusOr<ArtifactSelection> SelectArtifactFiles(const std::string& src_dir
       }
     }
   }
-  for (auto& [zip_path, f] : selected) sel.files.push_back(std::move(f));
+  for (auto& [zip_path, f] : selected) {
+    if (!f.symlink && !ResolvesInside(f.source_path, src)) {
+      log("Skipping ", RelativeTo(f.source_path, src), ": it resolves outside the source directory");
+      continue;
+    }
+    sel.files.push_back(std::move(f));
+  }
   log("Found ", sel.files.size(), " file(s)");
   if (sel.files.empty()) {
     if (error_log != nullptr) *error_log = sel.log_lines;

@@ -63,7 +63,14 @@ absl::StatusOr<std::vector<ArtifactFile>> ExpandGlob(const std::string& base_dir
 // absolute or contains ".."); FailedPrecondition with message exactly
 // "no matching base directory path found" or "no matching artifact paths found" (the caller
 // reports it as phase context CLIENT_ERROR); Internal (unreadable directory).
-// `error_log`, if not null, receives the log lines written before a FailedPrecondition error.
+// True if `path` (an existing file or symlink) resolves, through every symlink, to a file inside
+// `root` (both absolute). Used so that a build's symlinks (`ln -s / host`) cannot make the agent read
+// or write host files.
+bool ResolvesInside(const std::string& path, const std::string& root);
+
+// Files whose real path leaves `src_dir` are skipped with a log line "Skipping <path>: it resolves
+// outside the source directory" (symlinks kept as symlinks with enable-symlinks are not followed and
+// stay). `error_log`, if not null, receives the log lines written before a FailedPrecondition error.
 absl::StatusOr<ArtifactSelection> SelectArtifactFiles(const std::string& src_dir,
                                                       const common::BuildspecArtifacts& spec,
                                                       std::vector<std::string>* error_log = nullptr);

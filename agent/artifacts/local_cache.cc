@@ -110,7 +110,9 @@ struct WriteDeleter {
 };
 
 // Extracts the tar written by Save; returns the number of members.
-absl::StatusOr<int64_t> Extract(const fs::path& tar, const std::string& src_dir) {
+// "abs/" members are restored only when `allow_abs` (the restoring spec names absolute paths);
+// otherwise they are skipped.
+absl::StatusOr<int64_t> Extract(const fs::path& tar, const std::string& src_dir, bool allow_abs) {
   std::unique_ptr<archive, ReadDeleter> in(archive_read_new());
   archive_read_support_format_tar(in.get());
   if (archive_read_open_filename(in.get(), tar.c_str(), 64 * 1024) != ARCHIVE_OK) {
@@ -118,8 +120,10 @@ absl::StatusOr<int64_t> Extract(const fs::path& tar, const std::string& src_dir)
         absl::StrCat("cannot open ", tar.string(), ": ", archive_error_string(in.get())));
   }
   std::unique_ptr<archive, WriteDeleter> out(archive_write_disk_new());
+  // SECURE_SYMLINKS: never write through a symlink the build planted (node_modules -> /root/.ssh).
   archive_write_disk_set_options(out.get(), ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
                                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                                ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                                                 ARCHIVE_EXTRACT_UNLINK);
   std::error_code ec;
   const std::string src = fs::absolute(src_dir, ec).lexically_normal().string();
@@ -141,6 +145,10 @@ absl::StatusOr<int64_t> Extract(const fs::path& tar, const std::string& src_dir)
     if (dest.empty() || rest.empty() || HasDotDot(rest)) {
       return absl::DataLossError(
           absl::StrCat("cache entry ", tar.string(), " has an invalid member '", name, "'"));
+    }
+    if (absl::StartsWith(name, kAbsPrefix) && !allow_abs) {
+      archive_read_data_skip(in.get());
+      continue;
     }
     archive_entry_set_pathname(entry, dest.c_str());
     if (archive_write_header(out.get(), entry) < ARCHIVE_WARN) {
@@ -188,6 +196,12 @@ absl::StatusOr<std::vector<ArtifactFile>> ExpandCachePath(const std::string& pat
   }
   KILN_ASSIGN_OR_RETURN(std::vector<ArtifactFile> files,
                         ExpandGlob(base, pattern, /*keep_symlinks=*/true));
+  // A source-relative path must not lead out of the source directory through a symlink.
+  if (prefix == kSrcPrefix) {
+    std::erase_if(files, [&src_dir](const ArtifactFile& f) {
+      return !f.symlink && !ResolvesInside(f.source_path, src_dir);
+    });
+  }
   for (ArtifactFile& f : files) f.zip_path = prefix + f.zip_path;
   return files;
 }
@@ -229,7 +243,9 @@ absl::StatusOr<CacheRestoreResult> LocalCache::Restore(const std::string& projec
                                         spec.fallback_keys.empty() ? "" : " or its fallback keys"));
     return result;
   }
-  KILN_ASSIGN_OR_RETURN(result.files, Extract(chosen->tar, src_dir));
+  const bool allow_abs = std::any_of(spec.paths.begin(), spec.paths.end(),
+                                     [](const std::string& p) { return absl::StartsWith(p, "/"); });
+  KILN_ASSIGN_OR_RETURN(result.files, Extract(chosen->tar, src_dir, allow_abs));
   result.restored = true;
   result.key = chosen->key;
   result.log_lines.push_back(absl::StrCat(

@@ -786,8 +786,16 @@ void BuildExecutor::CaptureExportedVariables(PhaseResult* result) {
 }
 
 BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result, bool build_succeeding) {
+  // Exported variables are frozen at the end of POST_BUILD (§1.4); a build that never reached
+  // POST_BUILD exports what its shell holds now.
+  if (!exported_captured_) CaptureExportedVariables(result);
+  const bool stopped = CheckStopped();
+  // The build's processes and container go first, so that nothing can swap files or symlinks while
+  // the cache is saved.
+  DiscardShell();
+  RemoveBuildContainer();
   // §1.11: the cache is saved after a successful build.
-  if (cache_spec_.has_value() && build_succeeding && !CheckStopped()) {
+  if (cache_spec_.has_value() && build_succeeding && !stopped) {
     absl::StatusOr<CacheSaveResult> r =
         options_.cache->Save(job_.project_name(), *cache_spec_, src_dir_);
     if (r.ok()) {
@@ -797,11 +805,6 @@ BuildExecutor::Outcome BuildExecutor::Finalize(PhaseResult* result, bool build_s
       Log(absl::StrCat("Warning: cache save failed: ", r.status().message()));
     }
   }
-  // Exported variables are frozen at the end of POST_BUILD (§1.4); a build that never reached
-  // POST_BUILD exports what its shell holds now.
-  if (!exported_captured_) CaptureExportedVariables(result);
-  DiscardShell();
-  RemoveBuildContainer();
   return {};
 }
 

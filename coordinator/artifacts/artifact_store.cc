@@ -91,8 +91,16 @@ public:
     fd_ = -1;
     const std::string shard =
         absl::StrCat(blobs_, "/", info.sha256.substr(0, 2));
-    if (mkdir(shard.c_str(), 0700) != 0 && errno != EEXIST)
+    if (mkdir(shard.c_str(), 0700) == 0) {
+      // A new shard directory: make its entry in sha256/ durable too.
+      int pfd = open(blobs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (pfd >= 0) {
+        fsync(pfd);
+        close(pfd);
+      }
+    } else if (errno != EEXIST) {
       return Errno("mkdir", shard);
+    }
     const std::string dest = absl::StrCat(shard, "/", info.sha256);
     if (rename(tmp_.c_str(), dest.c_str()) != 0)
       return Errno("rename", dest);

@@ -804,7 +804,10 @@ bool PipelineController::PollActionsLocked(Exec& e) {
                                               build->exported_variables().end());
         Finish(ae, kSucceeded, StrCat("build ", build->id(), " SUCCEEDED"), now);
       } else if (def->category() == "Deploy") {
-        absl::StatusOr<std::string> status = options_.deployments->Status(ae.external_id());
+        absl::StatusOr<std::string> status =
+            options_.deployments != nullptr
+                ? options_.deployments->Status(ae.external_id())
+                : absl::NotFoundError("no deployment service is configured");
         if (absl::IsNotFound(status.status())) {
           Finish(ae, kFailed, std::string(status.status().message()), now);
           changed = true;

@@ -204,13 +204,15 @@ class LogStreamReactor final : public grpc::ServerWriteReactor<kiln::v1::StreamB
 // UploadArtifact: header first, then data chunks written to the artifact store as they arrive.
 class UploadReactor final : public grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest> {
  public:
-  UploadReactor(BuildController* controller, ArtifactStore* store, kiln::v1::UploadArtifactResponse* resp)
-      : controller_(controller), store_(store), resp_(resp) {
+  UploadReactor(grpc::CallbackServerContext* ctx, BuildController* controller, ArtifactStore* store,
+                kiln::v1::UploadArtifactResponse* resp)
+      : ctx_(ctx), controller_(controller), store_(store), resp_(resp) {
     StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the agent half-closed: the upload is complete
+    if (!ok) {  // the agent half-closed (the upload is complete), or the call was cancelled
+      if (ctx_->IsCancelled()) return Finish(grpc::Status::CANCELLED);  // never commit a partial blob
       if (writer_ == nullptr) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no header"));
       auto info = writer_->Commit();
       if (!info.ok()) return Finish(ToGrpcStatus(info.status()));
@@ -261,6 +263,7 @@ class UploadReactor final : public grpc::ServerReadReactor<kiln::v1::UploadArtif
     return absl::OkStatus();
   }
 
+  grpc::CallbackServerContext* const ctx_;
   BuildController* const controller_;
   ArtifactStore* const store_;
   kiln::v1::UploadArtifactResponse* const resp_;
@@ -329,7 +332,7 @@ grpc::ServerBidiReactor<kiln::v1::AgentMessage, kiln::v1::CoordinatorMessage>* A
 
 grpc::ServerReadReactor<kiln::v1::UploadArtifactRequest>* AgentServiceImpl::UploadArtifact(
     grpc::CallbackServerContext* ctx, kiln::v1::UploadArtifactResponse* resp) {
-  return new UploadReactor(controller_, artifacts_, resp);
+  return new UploadReactor(ctx, controller_, artifacts_, resp);
 }
 
 grpc::ServerWriteReactor<kiln::v1::DownloadRevisionResponse>* AgentServiceImpl::DownloadRevision(

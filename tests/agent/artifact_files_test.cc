@@ -360,4 +360,19 @@ TEST(ExpandGlobTest, MissingBaseDirectoryGivesNoFiles) {
 }
 
 }  // namespace
+TEST(SelectArtifactFilesTest, FilesResolvingOutsideTheSourceDirAreSkipped) {
+  FileTree host;
+  host.Write("etc/shadow", "root:x\n");
+  FileTree src;
+  src.Write("dist/app.txt", "app\n");
+  src.Symlink(host.root(), "host");                       // ln -s / host
+  src.Symlink(host.Path("etc/shadow"), "dist/shadow");    // a file symlink out of the workspace
+  auto sel = SelectArtifactFiles(src.root(), Spec({"host/etc/shadow", "dist/*"}));
+  ASSERT_TRUE(sel.ok()) << sel.status();
+  std::vector<std::string> names;
+  for (const auto& f : sel->files) names.push_back(f.zip_path);
+  EXPECT_THAT(names, ElementsAre("dist/app.txt"));
+  EXPECT_THAT(sel->log_lines, Contains(HasSubstr("resolves outside the source directory")));
+}
+
 }  // namespace kiln::agent

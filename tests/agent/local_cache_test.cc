@@ -178,13 +178,25 @@ TEST_F(LocalCacheTest, AbsolutePathGlobIsRestoredAtItsAbsolutePath) {
 
   fs::remove_all(home.Path(".m2"));
   FileTree dst;
-  auto r = cache_.Restore("proj", Cache({}, "mvn"), dst.root());
+  auto r = cache_.Restore("proj", Cache({home.root() + "/.m2/**/*", "target/**/*"}, "mvn"),
+                          dst.root());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->files, 3);
   EXPECT_EQ(home.Read(".m2/repository/org/x/x-1.jar"), "jar");
   EXPECT_EQ(home.Read(".m2/settings.xml"), "<settings/>");
   EXPECT_EQ(dst.Read("target/classes/A.class"), "A");
   EXPECT_FALSE(fs::exists(dst.Path(".m2")));
+}
+
+TEST_F(LocalCacheTest, AbsoluteMembersAreRestoredOnlyWhenTheSpecNamesAbsolutePaths) {
+  FileTree home;
+  home.Write("tool.cfg", "cfg");
+  FileTree src;
+  ASSERT_TRUE(cache_.Save("proj", Cache({home.Path("tool.cfg")}, "k"), src.root()).ok());
+  fs::remove(home.Path("tool.cfg"));
+  // A later buildspec of the project without absolute paths (a container build, a PR) restores none.
+  ASSERT_TRUE(cache_.Restore("proj", Cache({"deps/**/*"}, "k"), src.root()).ok());
+  EXPECT_FALSE(fs::exists(home.Path("tool.cfg")));
 }
 
 TEST_F(LocalCacheTest, AbsoluteLiteralPathSavesThatFile) {
@@ -195,7 +207,7 @@ TEST_F(LocalCacheTest, AbsoluteLiteralPathSavesThatFile) {
   ASSERT_TRUE(saved.ok()) << saved.status();
   EXPECT_EQ(saved->files, 1);
   fs::remove(home.Path("tool.cfg"));
-  ASSERT_TRUE(cache_.Restore("proj", Cache({}, "k"), src.root()).ok());
+  ASSERT_TRUE(cache_.Restore("proj", Cache({home.Path("tool.cfg")}, "k"), src.root()).ok());
   EXPECT_EQ(home.Read("tool.cfg"), "cfg");
 }
 
@@ -267,4 +279,38 @@ TEST_F(LocalCacheTest, DifferentProjectsSaveAndRestoreConcurrently) {
 }
 
 }  // namespace
+TEST_F(LocalCacheTest, RestoreNeverWritesThroughASymlinkTheBuildPlanted) {
+  SaveKey("k", "attacker content\n");
+  // The next build's checkout makes deps a symlink to a host directory (node_modules -> /root/.ssh).
+  FileTree host;
+  FileTree dst;
+  dst.Symlink(host.root(), "deps");
+  auto r = cache_.Restore("proj", Cache({"deps/**/*"}, "k"), dst.root());
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The planted symlink is replaced, never followed: the host directory stays untouched.
+  EXPECT_FALSE(std::filesystem::exists(host.Path("dep.txt")));
+  EXPECT_FALSE(std::filesystem::is_symlink(dst.Path("deps")));
+  EXPECT_EQ(dst.Read("deps/dep.txt"), "attacker content\n");
+}
+
+TEST_F(LocalCacheTest, SaveSkipsFilesThatResolveOutsideTheSourceDir) {
+  FileTree host;
+  host.Write("secret.txt", "host secret\n");
+  FileTree src;
+  src.Write("deps/ok.txt", "ok\n");
+  src.Symlink(host.root(), "deps/host");  // a directory symlink out of the workspace
+  src.Symlink(host.Path("secret.txt"), "deps/secret-link");
+  auto saved = cache_.Save("proj", Cache({"deps/**/*"}, "k"), src.root());
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  FileTree dst;
+  auto r = cache_.Restore("proj", Cache({"deps/**/*"}, "k"), dst.root());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(dst.Read("deps/ok.txt"), "ok\n");
+  // Symlinks are cached as symlinks, never as the host content they point at.
+  EXPECT_TRUE(std::filesystem::is_symlink(dst.Path("deps/host")));
+  EXPECT_TRUE(std::filesystem::is_symlink(dst.Path("deps/secret-link")));
+  std::filesystem::remove_all(host.root());
+  EXPECT_FALSE(std::filesystem::exists(dst.Path("deps/host/secret.txt")));
+}
+
 }  // namespace kiln::agent

@@ -12,8 +12,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "coordinator/http/webhook_deliveries.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -345,7 +347,13 @@ TEST_F(SourcePollerTest, HangingGitIsKilledWithItsProcessGroupAfterTheTimeout) {
   // The grandchild (`sleep`) was killed too: gone, or a zombie waiting for its new parent to reap it.
   const std::string pid = ReadFile(pid_file);
   ASSERT_FALSE(pid.empty());
-  const std::string stat = ReadFile("/proc/" + pid.substr(0, pid.find('\n')) + "/stat");
+  // SIGKILL is delivered asynchronously: wait (bounded) for the process to be gone or a zombie.
+  const std::string stat_file = "/proc/" + pid.substr(0, pid.find('\n')) + "/stat";
+  std::string stat = ReadFile(stat_file);
+  for (absl::Time end = absl::Now() + absl::Seconds(5);
+       !stat.empty() && !absl::StrContains(stat, ") Z ") && absl::Now() < end;
+       stat = ReadFile(stat_file)) {
+  }
   if (!stat.empty()) {
     EXPECT_THAT(stat, HasSubstr(") Z ")) << stat;
   }
