@@ -66,6 +66,7 @@ int PrintJson(const google::protobuf::Message& m, std::ostream& out, std::ostrea
     return kExitFailure;
   }
   out << json;
+  if (json.empty() || json.back() != '\n') out << "\n";
   return kExitOk;
 }
 

@@ -35,7 +35,7 @@ std::string FormatUtc(absl::Time t);
 std::string FormatTimestamp(const google::protobuf::Timestamp& ts);
 // "k1=v1,k2=v2" sorted by key.
 std::string FormatLabels(const google::protobuf::Map<std::string, std::string>& labels);
-// `m` in protobuf's JSON mapping, 2-space indented, to `out`; kExitOk, or kExitFailure with
+// `m` in protobuf's JSON mapping, 2-space indented and newline-terminated, to `out`; kExitOk, or kExitFailure with
 // "kiln: INTERNAL: ..." on `err`.
 int PrintJson(const google::protobuf::Message& m, std::ostream& out, std::ostream& err);
 

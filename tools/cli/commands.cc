@@ -19,7 +19,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/project_yaml.h"
-#include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "openssl/evp.h"
 
@@ -258,16 +257,7 @@ int BuildGet(Stub& stub, const BuildGetOptions& opts, std::ostream& out, std::os
   if (grpc::Status s = stub.GetBuild(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
   const Build& b = resp.build();
   if (opts.json) {
-    google::protobuf::util::JsonPrintOptions json_opts;
-    json_opts.add_whitespace = true;
-    std::string json;
-    if (auto s = google::protobuf::util::MessageToJsonString(b, &json, json_opts); !s.ok()) {
-      err << "kiln: INTERNAL: " << s.message() << "\n";
-      return kExitFailure;
-    }
-    out << json;
-    if (json.empty() || json.back() != '\n') out << "\n";
-    return kExitOk;
+    return PrintJson(b, out, err);
   }
   const int64_t elapsed = ElapsedMillis(b.start_time(), b.end_time());
   std::vector<Row> summary = {
@@ -459,16 +449,7 @@ int WebhookDeliveries(Stub& stub, const WebhookDeliveriesOptions& opts, std::ost
   SetDeadline(ctx, opts);
   if (grpc::Status s = stub.ListWebhookDeliveries(&ctx, req, &resp); !s.ok()) return RpcError(s, err);
   if (opts.json) {
-    google::protobuf::util::JsonPrintOptions json_opts;
-    json_opts.add_whitespace = true;
-    std::string json;
-    if (auto s = google::protobuf::util::MessageToJsonString(resp, &json, json_opts); !s.ok()) {
-      err << "kiln: INTERNAL: " << s.message() << "\n";
-      return kExitFailure;
-    }
-    out << json;
-    if (json.empty() || json.back() != '\n') out << "\n";
-    return kExitOk;
+    return PrintJson(resp, out, err);
   }
   const auto cell = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
   std::vector<Row> rows = {

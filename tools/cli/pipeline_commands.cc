@@ -16,7 +16,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "coordinator/pipelines/pipeline_yaml.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/client_context.h"
 
@@ -124,16 +123,7 @@ int PipelineGet(PipelineStub& stub, const PipelineGetOptions& opts, std::ostream
     out << FormatPipeline(resp);
     return kExitOk;
   }
-  google::protobuf::util::JsonPrintOptions json_opts;
-  json_opts.add_whitespace = true;
-  std::string json;
-  if (auto s = google::protobuf::util::MessageToJsonString(resp, &json, json_opts); !s.ok()) {
-    err << "kiln: INTERNAL: " << s.message() << "\n";
-    return kExitFailure;
-  }
-  out << json;
-  if (json.empty() || json.back() != '\n') out << "\n";
-  return kExitOk;
+  return PrintJson(resp, out, err);
 }
 
 int PipelineStart(PipelineStub& stub, const PipelineStartOptions& opts, std::ostream& out,
